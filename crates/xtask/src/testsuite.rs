@@ -1,0 +1,204 @@
+//! `cargo xtask test`: the project's one test command. Every suite runs,
+//! every time, in a fixed order from cheapest to dearest, and the run stops
+//! at the first failing step so the log ends near the error. The closing
+//! line, `N passed, M failed`, counts steps and is what CI reads.
+
+use std::time::{Duration, Instant};
+
+use crate::report;
+use crate::setup::{ensure_rust_toolchain, WASM_TARGET};
+use crate::shell::{cargo, is_ci, run, Result};
+
+/// Crates that must lint and build for `wasm32-unknown-unknown`; a crate
+/// joins the wasm steps by being added here.
+pub const WASM_CRATES: &[&str] = &["mesh-core"];
+
+/// Crates whose benches must at least compile (they are not run in CI).
+pub const BENCH_CRATES: &[&str] = &["mesh-core"];
+
+/// One step of the test run.
+struct Step {
+    /// Short name used in headers, the summary and the failure message.
+    name: &'static str,
+    /// What the step proves, shown in its header.
+    purpose: &'static str,
+    run: fn() -> Result<()>,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "toolchain",
+        purpose: "wasm32 target, rustfmt and clippy are installed",
+        run: ensure_rust_toolchain,
+    },
+    Step {
+        name: "fmt",
+        purpose: "every file is rustfmt-formatted",
+        run: || {
+            let mut args = vec!["fmt", "--all", "--", "--check"];
+            if is_ci() {
+                // rustfmt colours its diffs even into a pipe.
+                args.extend(["--color", "never"]);
+            }
+            run(&mut cargo(&args))
+        },
+    },
+    Step {
+        name: "clippy (native)",
+        purpose: "every crate and target lints clean natively",
+        run: || {
+            run(&mut cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "-j2",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        },
+    },
+    Step {
+        name: "clippy (wasm32)",
+        purpose: "the wasm crates lint clean for wasm32-unknown-unknown",
+        run: || run(&mut cargo(&wasm_args("clippy", &["--", "-D", "warnings"]))),
+    },
+    Step {
+        name: "test",
+        purpose: "unit, integration and doc tests pass",
+        run: || run(&mut cargo(&["test", "--workspace", "-j2"])),
+    },
+    Step {
+        name: "build (wasm32 release)",
+        purpose: "the wasm crates build for the browser in release",
+        run: || run(&mut cargo(&wasm_args("build", &["--release"]))),
+    },
+    Step {
+        name: "bench (compile)",
+        purpose: "benches compile (they are run by hand, not in CI)",
+        run: || {
+            let mut args = vec!["bench"];
+            for krate in BENCH_CRATES {
+                args.extend(["-p", krate]);
+            }
+            args.extend(["--no-run", "-j2"]);
+            run(&mut cargo(&args))
+        },
+    },
+];
+
+/// `cargo <sub> -p <each wasm crate> --target wasm32-unknown-unknown -j2 <extra>`.
+fn wasm_args<'a>(sub: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![sub];
+    for krate in WASM_CRATES {
+        args.extend(["-p", krate]);
+    }
+    args.extend(["--target", WASM_TARGET, "-j2"]);
+    args.extend(extra);
+    args
+}
+
+/// How a step ended.
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration),
+    NotRun,
+}
+
+/// Runs every step and prints the summary; true when every step passed.
+pub fn test() -> bool {
+    let total = Instant::now();
+    let mut outcomes = Vec::with_capacity(STEPS.len());
+    let mut failure = None;
+    for (i, step) in STEPS.iter().enumerate() {
+        if failure.is_some() {
+            outcomes.push(Outcome::NotRun);
+            continue;
+        }
+        let n = i + 1;
+        let of = STEPS.len();
+        report::header(&format!("[{n}/{of}] {} — {}", step.name, step.purpose));
+        let started = Instant::now();
+        let result = (step.run)();
+        let took = started.elapsed();
+        match result {
+            Ok(()) => {
+                println!(
+                    "--- [{n}/{of}] {} passed in {}",
+                    step.name,
+                    report::duration(took)
+                );
+                outcomes.push(Outcome::Passed(took));
+            }
+            Err(err) => {
+                println!(
+                    "--- [{n}/{of}] {} FAILED after {}",
+                    step.name,
+                    report::duration(took)
+                );
+                outcomes.push(Outcome::Failed(took));
+                failure = Some(format!("step `{}` failed: {err}", step.name));
+            }
+        }
+    }
+
+    let rows: Vec<Vec<String>> = STEPS
+        .iter()
+        .zip(&outcomes)
+        .enumerate()
+        .map(|(i, (step, outcome))| {
+            let (result, time) = match outcome {
+                Outcome::Passed(d) => ("passed", report::duration(*d)),
+                Outcome::Failed(d) => ("FAILED", report::duration(*d)),
+                Outcome::NotRun => ("not run (an earlier step failed)", String::new()),
+            };
+            vec![
+                (i + 1).to_string(),
+                step.name.to_string(),
+                time,
+                result.to_string(),
+            ]
+        })
+        .collect();
+    report::header("summary");
+    report::table(&["#", "step", "time", "result"], &rows);
+    println!("  total {}", report::duration(total.elapsed()));
+
+    let passed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Passed(_)))
+        .count();
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .count();
+    if let Some(message) = &failure {
+        println!("xtask test: {message}");
+    }
+    println!("{passed} passed, {failed} failed");
+    failure.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasm_steps_cover_every_wasm_crate() {
+        let args = wasm_args("clippy", &["--", "-D", "warnings"]);
+        for krate in WASM_CRATES {
+            assert!(args.windows(2).any(|w| w == ["-p", *krate]));
+        }
+        assert_eq!(args[0], "clippy");
+        assert!(args.windows(2).any(|w| w == ["--target", WASM_TARGET]));
+        assert_eq!(args[args.len() - 3..], ["--", "-D", "warnings"]);
+    }
+
+    #[test]
+    fn step_names_are_unique() {
+        let mut names: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), STEPS.len());
+    }
+}
