@@ -532,8 +532,10 @@ const PROTOCOL_MD: &str = include_str!("../../../docs/PROTOCOL.md");
 
 /// Cells of the markdown table rows whose first cell is `` `name` ``.
 fn doc_rows() -> std::collections::HashMap<String, Vec<String>> {
-    PROTOCOL_MD
-        .lines()
+    // Only the core's sections: the relay's own limits table (section 12)
+    // reuses some names with relay-specific meanings.
+    let core = PROTOCOL_MD.split("\n## 12.").next().unwrap_or(PROTOCOL_MD);
+    core.lines()
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| {
             let cells: Vec<String> = l
