@@ -71,6 +71,12 @@ pub struct Cli {
     /// Burst of new connections from one IP [default: 50].
     #[arg(long, env = "MESH_CONN_PER_IP_BURST")]
     pub conn_per_ip_burst: Option<u32>,
+    /// Registry writes (PUT/DELETE/POST) per second from one IP [default: 5].
+    #[arg(long, env = "MESH_HTTP_WRITES_PER_IP_PER_SEC")]
+    pub http_writes_per_ip_per_sec: Option<u32>,
+    /// Burst of registry writes from one IP [default: 30].
+    #[arg(long, env = "MESH_HTTP_WRITES_PER_IP_BURST")]
+    pub http_writes_per_ip_burst: Option<u32>,
     /// Concurrent connections in total [default: 20000].
     #[arg(long, env = "MESH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -122,6 +128,8 @@ struct FileConfig {
     rate_bytes_burst: Option<u32>,
     conn_per_ip_per_sec: Option<u32>,
     conn_per_ip_burst: Option<u32>,
+    http_writes_per_ip_per_sec: Option<u32>,
+    http_writes_per_ip_burst: Option<u32>,
     max_connections: Option<usize>,
     inbox_max_frames: Option<u64>,
     inbox_max_bytes: Option<u64>,
@@ -193,6 +201,10 @@ pub struct Config {
     pub conn_per_ip_per_sec: u32,
     /// Per-IP connection burst.
     pub conn_per_ip_burst: u32,
+    /// Per-IP registry writes/s.
+    pub http_writes_per_ip_per_sec: u32,
+    /// Per-IP registry write burst.
+    pub http_writes_per_ip_burst: u32,
     /// Total connections.
     pub max_connections: usize,
     /// Inbox frames per agent.
@@ -232,6 +244,8 @@ impl Default for Config {
             rate_bytes_burst: d::RATE_BYTES_BURST,
             conn_per_ip_per_sec: d::CONN_PER_IP_PER_SEC,
             conn_per_ip_burst: d::CONN_PER_IP_BURST,
+            http_writes_per_ip_per_sec: d::HTTP_WRITES_PER_IP_PER_SEC,
+            http_writes_per_ip_burst: d::HTTP_WRITES_PER_IP_BURST,
             max_connections: d::MAX_CONNECTIONS,
             inbox_max_frames: d::INBOX_MAX_FRAMES,
             inbox_max_bytes: d::INBOX_MAX_BYTES,
@@ -281,6 +295,8 @@ impl Config {
         pick!(rate_bytes_burst);
         pick!(conn_per_ip_per_sec);
         pick!(conn_per_ip_burst);
+        pick!(http_writes_per_ip_per_sec);
+        pick!(http_writes_per_ip_burst);
         pick!(max_connections);
         pick!(inbox_max_frames);
         pick!(inbox_max_bytes);
@@ -321,6 +337,14 @@ impl Config {
             ("rate_bytes_per_sec", u64::from(self.rate_bytes_per_sec)),
             ("conn_per_ip_per_sec", u64::from(self.conn_per_ip_per_sec)),
             ("conn_per_ip_burst", u64::from(self.conn_per_ip_burst)),
+            (
+                "http_writes_per_ip_per_sec",
+                u64::from(self.http_writes_per_ip_per_sec),
+            ),
+            (
+                "http_writes_per_ip_burst",
+                u64::from(self.http_writes_per_ip_burst),
+            ),
             ("max_connections", self.max_connections as u64),
             ("inbox_max_frames", self.inbox_max_frames),
             ("send_queue_frames", self.send_queue_frames as u64),

@@ -332,14 +332,17 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
     let result = state
         .store
         .call(move |s| {
-            for (src, msg_id, body) in &frames {
-                s.inbox_force_push(&dst, src, *msg_id, body, now)?;
-            }
-            Ok(())
+            s.inbox_force_push_all(
+                &dst,
+                frames
+                    .iter()
+                    .map(|(src, msg_id, body)| (src, *msg_id, &body[..])),
+                now,
+            )
         })
         .await;
     match result {
-        Ok(()) => {
+        Ok(_) => {
             state.metrics.frames_queued.inc_by(n as u64);
             state.hub.wake_inbox(&dst);
         }

@@ -54,6 +54,14 @@ pub const CONN_PER_IP_PER_SEC: u32 = 20;
 /// Burst of new connections from one IP address.
 pub const CONN_PER_IP_BURST: u32 = 50;
 
+/// Registry writes (PUT/DELETE/POST) per second from one IP address: cards
+/// and revocations are cheap to forge keys for, so writes are bounded per
+/// address.
+pub const HTTP_WRITES_PER_IP_PER_SEC: u32 = 5;
+
+/// Burst of registry writes from one IP address.
+pub const HTTP_WRITES_PER_IP_BURST: u32 = 30;
+
 /// Concurrent WebSocket connections in total. Each idle connection costs a
 /// few KiB; this bounds memory on a small machine.
 pub const MAX_CONNECTIONS: usize = 20_000;

@@ -83,6 +83,8 @@ pub struct Relay {
     pub byte_limiter: DefaultKeyedRateLimiter<AgentId>,
     /// Per-address connection rate.
     pub conn_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Per-address registry write rate.
+    pub http_write_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Revoked keys (mirrors the store; checked on every auth and route).
     pub revoked: RwLock<HashSet<AgentId>>,
     /// Set to `true` to ask every connection to close (shutdown).
@@ -130,6 +132,10 @@ impl Relay {
             conn_limiter: RateLimiter::keyed(quota(
                 config.conn_per_ip_per_sec,
                 config.conn_per_ip_burst,
+            )),
+            http_write_limiter: RateLimiter::keyed(quota(
+                config.http_writes_per_ip_per_sec,
+                config.http_writes_per_ip_burst,
             )),
             tokens: Mutex::new(ResumeTokens::new(mesh_core::limits::RESUME_TOKEN_TTL_MS)),
             revoked: RwLock::new(revoked),

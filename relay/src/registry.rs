@@ -32,6 +32,7 @@
 //! | 404 | `not_found` | no card for that agent |
 //! | 409 | `stale_card` | the card's seq is not above the highest accepted one |
 //! | 410 | `revoked` | the agent's key is revoked |
+//! | 405 | `method_not_allowed` | the route does not serve that method (see `Allow`) |
 //! | 413 | `too_large` | the body exceeds [`MAX_HTTP_BODY`] (or the card/revocation limit) |
 //! | 500 | `internal` | storage failed |
 //!
@@ -83,14 +84,21 @@ pub trait RegistryState: Clone + Send + Sync + 'static {
 /// The registry routes, to be merged at the root of the application.
 pub fn routes<S: RegistryState>() -> Router<S> {
     Router::new()
-        .route("/v1/agents", get(search_agents::<S>))
+        .route(
+            "/v1/agents",
+            get(search_agents::<S>).fallback(method_not_allowed),
+        )
         .route(
             "/v1/agents/{id}",
             get(get_agent::<S>)
                 .put(put_agent::<S>)
-                .delete(delete_agent::<S>),
+                .delete(delete_agent::<S>)
+                .fallback(method_not_allowed),
         )
-        .route("/v1/revocations", post(post_revocation::<S>))
+        .route(
+            "/v1/revocations",
+            post(post_revocation::<S>).fallback(method_not_allowed),
+        )
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY))
 }
 
@@ -341,6 +349,16 @@ async fn post_revocation<S: RegistryState>(
         Ok((StatusCode::OK, axum::Json(body)).into_response())
     })
     .await
+}
+
+/// Per-route fallback for methods a route does not serve (axum adds the
+/// `Allow` header), so that this error is JSON too.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not served at this path",
+    )
 }
 
 fn agent_from_path(id: Result<Path<String>, PathRejection>) -> Result<AgentId, ApiError> {
@@ -779,9 +797,25 @@ mod tests {
             .error(404, "not_found");
         assert!(item_agents(&search(&s, "?capability=translate").await.json()).is_empty());
 
+        // Other methods: JSON 405 with Allow.
+        let r = http(s.addr, "POST", &path, &[], b"{}").await;
+        r.error(405, "method_not_allowed");
+        let allow = r.header("allow").unwrap();
+        assert!(allow.contains("PUT") && allow.contains("DELETE"), "{allow}");
+        other_routes_refuse_other_methods(&s).await;
+
         let metrics = s.state.metrics.render();
         for route in ["agents_put", "agents_get", "agents_search", "agents_delete"] {
             assert!(metrics.contains(&format!("route=\"{route}\"")), "{metrics}");
+        }
+    }
+
+    async fn other_routes_refuse_other_methods(s: &Server) {
+        for path in ["/v1/agents", "/v1/revocations"] {
+            let method = if path == "/v1/agents" { "POST" } else { "GET" };
+            http(s.addr, method, path, &[], b"")
+                .await
+                .error(405, "method_not_allowed");
         }
     }
 

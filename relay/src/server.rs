@@ -27,7 +27,12 @@ pub fn app(state: AppState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .merge(registry::routes::<AppState>());
+        .merge(
+            registry::routes::<AppState>().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                limit_registry_writes,
+            )),
+        );
     let router = match state.config.web_root.clone() {
         Some(root) => {
             let index = root.join("index.html");
@@ -39,6 +44,41 @@ pub fn app(state: AppState) -> Router {
         None => router.fallback(landing),
     };
     router.with_state(state)
+}
+
+/// Bounds registry writes per client address (reads are not limited).
+async fn limit_registry_writes(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
+        if let Err(not_until) = state.http_write_limiter.check_key(&peer.ip()) {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::reason("registry_writes"))
+                .inc();
+            let mut response = registry::ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many registry writes from this address; retry in {} ms",
+                    wait.as_millis()
+                ),
+            )
+            .into_response();
+            let secs = wait.as_secs() + 1;
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+    }
+    next.run(request).await
 }
 
 async fn ws_upgrade(
@@ -189,6 +229,7 @@ async fn housekeeping(state: AppState) {
         state.frame_limiter.retain_recent();
         state.byte_limiter.retain_recent();
         state.conn_limiter.retain_recent();
+        state.http_write_limiter.retain_recent();
     }
 }
 

@@ -21,6 +21,14 @@ fn protocol_md_lists_every_relay_default() {
         ("RATE_BYTES_BURST", RATE_BYTES_BURST.to_string()),
         ("CONN_PER_IP_PER_SEC", CONN_PER_IP_PER_SEC.to_string()),
         ("CONN_PER_IP_BURST", CONN_PER_IP_BURST.to_string()),
+        (
+            "HTTP_WRITES_PER_IP_PER_SEC",
+            HTTP_WRITES_PER_IP_PER_SEC.to_string(),
+        ),
+        (
+            "HTTP_WRITES_PER_IP_BURST",
+            HTTP_WRITES_PER_IP_BURST.to_string(),
+        ),
         ("MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
         ("INBOX_MAX_FRAMES", INBOX_MAX_FRAMES.to_string()),
         ("INBOX_MAX_BYTES", INBOX_MAX_BYTES.to_string()),

@@ -119,3 +119,29 @@ async fn revocation_disconnects_refuses_purges_and_withdraws() {
     );
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn registry_writes_are_rate_limited_per_address_but_reads_are_not() {
+    let mut config = mesh_relay::config::Config::for_tests();
+    config.http_writes_per_ip_per_sec = 1;
+    config.http_writes_per_ip_burst = 2;
+    let r = relay_with(config).await;
+    let mut statuses = Vec::new();
+    for n in 0..3u8 {
+        let id = ident(100 + n);
+        let card = mesh_core::AgentCard::builder(id.agent_id(), r.ws_url(), "Writer")
+            .issued_at(1)
+            .sign(&id)
+            .unwrap();
+        let path = format!("/v1/agents/{}", id.agent_id());
+        statuses.push(http(r.addr, "PUT", &path, &[], &card.to_json()).await);
+    }
+    assert_eq!(statuses[0].0, 201);
+    assert_eq!(statuses[1].0, 201);
+    assert_eq!(statuses[2].0, 429, "{:?}", statuses[2]);
+    assert!(statuses[2].1.contains("\"rate_limited\""));
+    for _ in 0..5 {
+        assert_eq!(http(r.addr, "GET", "/v1/agents", &[], b"").await.0, 200);
+    }
+    r.shutdown().await.unwrap();
+}
