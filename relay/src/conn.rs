@@ -426,7 +426,8 @@ async fn run(state: AppState, socket: WebSocket, (agent, resumed): (AgentId, boo
                     break req;
                 }
             }
-            _ = shutdown.changed() => break (ErrorCode::GoingAway, "relay is shutting down".into()),
+            // `wait_for` also sees a shutdown that began before we subscribed.
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ()); } => break (ErrorCode::GoingAway, "relay is shutting down".into()),
         }
     };
     // Stop routing to this connection first, then persist what it holds.

@@ -84,6 +84,11 @@ pub struct Transmit {
     pub to: AgentId,
     /// The sealed body.
     pub body: Bytes,
+    /// The tag given to [`SessionTable::send_tagged`] for the message this
+    /// envelope carries (every fragment carries it), or 0 for handshake
+    /// messages and untagged sends. Lets the caller tie a relay's answer
+    /// about a frame back to what it carried.
+    pub tag: u64,
 }
 
 /// Something that happened in the session table.
@@ -212,7 +217,7 @@ struct Peer {
     retired: Vec<Session>,
     outbound: Option<Pending>,
     inbound: Vec<Pending>,
-    queue: VecDeque<AppMessage>,
+    queue: VecDeque<(AppMessage, u64)>,
     partial: HashMap<(u64, u32), Partial>,
     partial_bytes: usize,
     unknown_replied: VecDeque<u64>,
@@ -300,6 +305,18 @@ impl SessionTable {
     /// Sends `message` to `to`: sealed at once if a session exists,
     /// otherwise queued and a handshake started.
     pub fn send(&mut self, to: AgentId, message: AppMessage, now_ms: u64) -> Result<(), SendError> {
+        self.send_tagged(to, message, 0, now_ms)
+    }
+
+    /// Like [`SessionTable::send`]; every [`Transmit`] carrying this message
+    /// (now, or when a pending handshake completes) has `tag`.
+    pub fn send_tagged(
+        &mut self,
+        to: AgentId,
+        message: AppMessage,
+        tag: u64,
+        now_ms: u64,
+    ) -> Result<(), SendError> {
         if to == self.me {
             return Err(SendError::ToSelf);
         }
@@ -311,7 +328,7 @@ impl SessionTable {
             .is_some_and(|s| s.next_nonce < self.config.reject_after_messages);
         if usable {
             if let Some(session) = peer.current.as_mut() {
-                seal(session, to, &encoded, &mut self.transmits)?;
+                seal(session, to, &encoded, tag, &mut self.transmits)?;
             }
             self.maybe_rekey(to, now_ms)?;
             return Ok(());
@@ -319,7 +336,7 @@ impl SessionTable {
         if peer.queue.len() >= self.config.max_pending_per_peer {
             return Err(SendError::QueueFull);
         }
-        peer.queue.push_back(message);
+        peer.queue.push_back((message, tag));
         if peer.outbound.is_none() {
             self.start_handshake(to, now_ms)?;
         }
@@ -331,7 +348,7 @@ impl SessionTable {
     pub fn forget_peer(&mut self, peer: &AgentId) -> Vec<AppMessage> {
         self.peers
             .remove(peer)
-            .map(|p| p.queue.into_iter().collect())
+            .map(|p| p.queue.into_iter().map(|(m, _)| m).collect())
             .unwrap_or_default()
     }
 
@@ -352,6 +369,7 @@ impl SessionTable {
                 message: msg1.into(),
             }
             .encode(),
+            tag: 0,
         });
         Ok(())
     }
@@ -445,6 +463,7 @@ impl SessionTable {
                 message: msg2.into(),
             }
             .encode(),
+            tag: 0,
         });
         Ok(())
     }
@@ -470,6 +489,7 @@ impl SessionTable {
                         message: msg3.into(),
                     }
                     .encode(),
+                    tag: 0,
                 });
                 self.install(from, sid, est, now_ms)
             }
@@ -477,7 +497,7 @@ impl SessionTable {
                 // Nothing will be sent over an unproven session: hand the
                 // queue back rather than drop it.
                 let unsent: Vec<AppMessage> = if peer.current.is_none() {
-                    peer.queue.drain(..).collect()
+                    peer.queue.drain(..).map(|(m, _)| m).collect()
                 } else {
                     Vec::new()
                 };
@@ -538,13 +558,13 @@ impl SessionTable {
             role: est.role,
         });
         // Flush what waited for this session.
-        let queued: Vec<AppMessage> = peer.queue.drain(..).collect();
-        for message in queued {
+        let queued: Vec<(AppMessage, u64)> = peer.queue.drain(..).collect();
+        for (message, tag) in queued {
             let encoded = message.encode()?;
             let Some(session) = peer.current.as_mut() else {
                 break;
             };
-            if seal(session, from, &encoded, &mut self.transmits).is_err() {
+            if seal(session, from, &encoded, tag, &mut self.transmits).is_err() {
                 self.events.push_back(SessionEvent::Unreachable {
                     peer: from,
                     error: HandshakeError::Noise("encryption failed".into()),
@@ -575,6 +595,7 @@ impl SessionTable {
                 self.transmits.push_back(Transmit {
                     to: from,
                     body: Envelope::SessionUnknown { session_id: sid }.encode(),
+                    tag: 0,
                 });
             }
             return Err(E2eError::UnknownSession(sid));
@@ -715,7 +736,7 @@ impl SessionTable {
                     events.push_back(SessionEvent::Unreachable {
                         peer: *id,
                         error: HandshakeError::Timeout,
-                        unsent: peer.queue.drain(..).collect(),
+                        unsent: peer.queue.drain(..).map(|(m, _)| m).collect(),
                     });
                 }
             }
@@ -737,6 +758,7 @@ fn seal(
     session: &mut Session,
     to: AgentId,
     encoded: &[u8],
+    tag: u64,
     out: &mut VecDeque<Transmit>,
 ) -> Result<(), SendError> {
     let chunks: Vec<&[u8]> = if encoded.is_empty() {
@@ -771,6 +793,7 @@ fn seal(
         out.push_back(Transmit {
             to,
             body: ct.freeze(),
+            tag,
         });
     }
     Ok(())
@@ -1108,5 +1131,42 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_messages_through_the_handshake_queue_and_fragments() {
+        let mut a = SessionTable::new(
+            Identity::from_secret_bytes(&[1; 32]),
+            NoiseKeypair::generate().unwrap(),
+            SessionConfig::default(),
+        );
+        let mut b = SessionTable::new(
+            Identity::from_secret_bytes(&[2; 32]),
+            NoiseKeypair::generate().unwrap(),
+            SessionConfig::default(),
+        );
+        let (ida, idb) = (a.agent_id(), b.agent_id());
+        let big = AppMessage::Response {
+            req_id: 1,
+            body: vec![0u8; 200_000].into(),
+        };
+        a.send_tagged(idb, big, 42, 0).unwrap();
+        let m1 = a.poll_transmit().unwrap();
+        assert_eq!(m1.tag, 0, "handshake messages are untagged");
+        b.handle_incoming(ida, m1.body, 0).unwrap();
+        let m2 = b.poll_transmit().unwrap();
+        a.handle_incoming(idb, m2.body, 0).unwrap();
+        let rest: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        assert_eq!(rest[0].tag, 0, "message 3");
+        assert!(rest.len() > 2);
+        assert!(
+            rest[1..].iter().all(|t| t.tag == 42),
+            "every fragment is tagged"
+        );
     }
 }

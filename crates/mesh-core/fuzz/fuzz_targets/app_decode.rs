@@ -10,10 +10,11 @@ use mesh_core::app::AppMessage;
 fuzz_target!(|data: &[u8]| {
     let input = Bytes::copy_from_slice(data);
     if let Ok(message) = AppMessage::decode(input.clone()) {
-        let encoded = message
-            .encode()
-            .expect("a decoded message must re-encode");
-        assert_eq!(encoded, input, "re-encoding changed the bytes of {message:?}");
+        let encoded = message.encode().expect("a decoded message must re-encode");
+        assert_eq!(
+            encoded, input,
+            "re-encoding changed the bytes of {message:?}"
+        );
         let again = AppMessage::decode(encoded).expect("a re-encoded message must decode");
         assert_eq!(again, message);
     }

@@ -68,7 +68,8 @@ fn splice(base: &[u8], data: &[u8]) -> Option<Vec<u8>> {
 
 fn check_verified(card: &SignedCard) {
     let canonical = card.to_json();
-    let again = SignedCard::from_json(&canonical).expect("canonical JSON of a verified card verifies");
+    let again =
+        SignedCard::from_json(&canonical).expect("canonical JSON of a verified card verifies");
     assert_eq!(&again, card);
     assert_eq!(again.as_json(), canonical.as_slice());
 }

@@ -122,8 +122,12 @@ impl AliceSide {
 fn established(f: &Fixture) -> (SessionTable, AliceSide) {
     let mut bob = bob_table(f);
     let (hs, msg1) = Handshake::initiate(&f.alice_kp, f.bob_id).expect("initiate");
-    bob.handle_incoming(f.alice_id, handshake_envelope(EnvelopeKind::HandshakeInit, msg1), 0)
-        .expect("bob answers message 1");
+    bob.handle_incoming(
+        f.alice_id,
+        handshake_envelope(EnvelopeKind::HandshakeInit, msg1),
+        0,
+    )
+    .expect("bob answers message 1");
     let reply = bob.poll_transmit().expect("message 2");
     let Ok(Envelope::Handshake { message: msg2, .. }) = Envelope::decode(reply.body) else {
         panic!("bob's reply is not a handshake envelope");
@@ -131,8 +135,12 @@ fn established(f: &Fixture) -> (SessionTable, AliceSide) {
     let (msg3, est) = hs
         .read_msg2(&f.alice, &f.alice_kp, &msg2)
         .expect("alice reads message 2");
-    bob.handle_incoming(f.alice_id, handshake_envelope(EnvelopeKind::HandshakeFinal, msg3), 0)
-        .expect("bob reads message 3");
+    bob.handle_incoming(
+        f.alice_id,
+        handshake_envelope(EnvelopeKind::HandshakeFinal, msg3),
+        0,
+    )
+    .expect("bob reads message 3");
     assert!(bob.has_session(&f.alice_id));
     while bob.poll_event().is_some() {}
     while bob.poll_transmit().is_some() {}
@@ -200,7 +208,9 @@ fuzz_target!(|data: &[u8]| {
             let body = Bytes::copy_from_slice(rest);
             let resets = matches!(
                 Envelope::decode(body.clone()),
-                Ok(Envelope::SessionUnknown { session_id: SESSION_ID })
+                Ok(Envelope::SessionUnknown {
+                    session_id: SESSION_ID
+                })
             );
             let _ = bob.handle_incoming(f.alice_id, body, 0);
             if !resets {

@@ -1,0 +1,1103 @@
+//! The connection driver: the one task that owns the socket.
+//!
+//! It runs `mesh-core`'s state machines — relay auth, heartbeat and the
+//! end-to-end [`SessionTable`] — and keeps the request table, the outbox of
+//! frames the relay has not yet confirmed, and the set of frames already
+//! received (for de-duplication). Everything reaches it as a message: API
+//! commands on one channel, socket events and connection attempts on
+//! another, plus one timer. It is written once, on `futures` primitives and
+//! the small [`crate::rt`] shim, so the same code runs under tokio and in a
+//! browser.
+//!
+//! Request handlers run as their own tasks and send their replies back as
+//! commands: a slow handler never blocks the connection, and a cancel can
+//! always reach it.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt};
+use mesh_core::acl::CHAT_CAPABILITY;
+use mesh_core::app::ReceiptKind;
+use mesh_core::auth::{
+    ClientAuth, ClientStep, Heartbeat, HeartbeatAction, Session as RelaySession,
+};
+use mesh_core::frame::{DeliveryStatus, Frame, ResumeToken, Routed};
+use mesh_core::noise::NoiseKeypair;
+use mesh_core::session::SendError;
+use mesh_core::{AgentId, AppMessage, ErrorCode, Identity, SessionEvent, SessionTable};
+
+use crate::client::{
+    cancellation, lock, CancelTrigger, ClientOptions, Command, ConnectionState, Handler,
+    IncomingRequest, MeshClient, MessageEvent, ReplyTo, Shared, StreamSink,
+};
+use crate::error::{ClientError, HandlerError};
+use crate::rt;
+use crate::transport::{self, CloseInfo, Incoming};
+
+/// Received (sender, message id) pairs remembered for de-duplication.
+const SEEN_CAPACITY: usize = 65_536;
+/// Frames kept for resending until the relay confirms them.
+const OUTBOX_CAPACITY: usize = 8_192;
+
+enum Event {
+    Connected {
+        attempt: u64,
+        sender: transport::Sender,
+        rx: transport::Receiver,
+        session: RelaySession,
+    },
+    ConnectFailed {
+        attempt: u64,
+        error: ClientError,
+    },
+    Link {
+        id: u64,
+        incoming: Incoming,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    None,
+    Request(u64),
+    Chat(u64),
+}
+
+impl Tag {
+    /// The tag given to the session table (ids come from one counter, so
+    /// request and chat ids never collide; 0 means untagged).
+    fn id(self) -> u64 {
+        match self {
+            Tag::None => 0,
+            Tag::Request(id) | Tag::Chat(id) => id,
+        }
+    }
+}
+
+struct OutFrame {
+    peer: AgentId,
+    frame: Bytes,
+    tag: Tag,
+}
+
+struct Link {
+    id: u64,
+    sender: transport::Sender,
+    heartbeat: Heartbeat,
+}
+
+struct Pending {
+    peer: AgentId,
+    capability: String,
+    message: AppMessage,
+    timeout_ms: u64,
+    deadline_ms: u64,
+    reply: ReplyTo,
+    next_seq: u32,
+    buffer: BTreeMap<u32, Bytes>,
+    end: Option<u32>,
+    collected: BytesMut,
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    sessions: SessionTable,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    link: Option<Link>,
+    connecting: Option<u64>,
+    attempts: u64,
+    resume: Option<ResumeToken>,
+    pinned_relay: Option<AgentId>,
+    reconnect_at: Option<u64>,
+    backoff_ms: u64,
+    ready: Option<oneshot::Sender<Result<(), ClientError>>>,
+    next_msg_id: u64,
+    outbox: BTreeMap<u64, OutFrame>,
+    seen: HashSet<(AgentId, u64)>,
+    seen_order: VecDeque<(AgentId, u64)>,
+    pending: HashMap<u64, Pending>,
+    serving: HashMap<(AgentId, u64), CancelTrigger>,
+    chat_ids: HashSet<u64>,
+    retries: Vec<(u64, u64)>,
+    done: bool,
+}
+
+/// Starts the driver and waits for the first connection.
+pub(crate) async fn start(
+    relay_url: &str,
+    identity: Identity,
+    options: ClientOptions,
+) -> Result<MeshClient, ClientError> {
+    let noise = NoiseKeypair::generate().map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded();
+    let (ev_tx, ev_rx) = mpsc::unbounded();
+    let shared = Arc::new(Shared {
+        agent: identity.agent_id(),
+        relay_url: relay_url.to_string(),
+        acl: Mutex::new(options.acl.clone()),
+        next_id: AtomicU64::new(rt::random_u64() >> 12),
+        handlers: Mutex::new(HashMap::new()),
+        state: Mutex::new((ConnectionState::Connecting, Vec::new())),
+        message_subs: Mutex::new(Vec::new()),
+        cmd: cmd_tx,
+        identity: identity.clone(),
+        options: options.clone(),
+    });
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let mut driver = Driver {
+        sessions: SessionTable::new(identity, noise, options.session.clone()),
+        shared: shared.clone(),
+        ev_tx,
+        link: None,
+        connecting: None,
+        attempts: 0,
+        resume: None,
+        pinned_relay: options.expected_relay,
+        reconnect_at: None,
+        backoff_ms: options.reconnect_initial_ms,
+        ready: Some(ready_tx),
+        next_msg_id: rt::random_u64() >> 1,
+        outbox: BTreeMap::new(),
+        seen: HashSet::new(),
+        seen_order: VecDeque::new(),
+        pending: HashMap::new(),
+        serving: HashMap::new(),
+        chat_ids: HashSet::new(),
+        retries: Vec::new(),
+        done: false,
+    };
+    driver.start_attempt();
+    rt::spawn(driver.run(cmd_rx, ev_rx));
+    match ready_rx.await {
+        Ok(Ok(())) => Ok(MeshClient { shared }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ClientError::Closed),
+    }
+}
+
+/// Connects and authenticates once.
+async fn connect_once(
+    url: String,
+    identity: Identity,
+    expected: Option<AgentId>,
+    resume: Option<ResumeToken>,
+) -> Result<(transport::Sender, transport::Receiver, RelaySession), ClientError> {
+    let (mut sender, mut rx) = transport::connect(&url).await?;
+    let mut auth = ClientAuth::new(identity, url.clone(), expected, resume).map_err(|e| {
+        ClientError::Auth {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    })?;
+    loop {
+        match transport::next(&mut rx).await {
+            Incoming::Frame(bytes) => {
+                let frame =
+                    Frame::decode(bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                match auth.handle_frame(frame) {
+                    Ok(ClientStep::Send(f)) => {
+                        let enc = f
+                            .encode()
+                            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                        sender.send(enc).await?;
+                    }
+                    Ok(ClientStep::Done(session)) => return Ok((sender, rx, session)),
+                    Err(e) => {
+                        return Err(ClientError::Auth {
+                            code: e.code(),
+                            message: e.to_string(),
+                        })
+                    }
+                }
+            }
+            Incoming::Closed(info) => {
+                return Err(match info.code.and_then(ErrorCode::from_close_code) {
+                    Some(code) => ClientError::Auth {
+                        code,
+                        message: info.reason,
+                    },
+                    None => ClientError::Transport(transport::TransportError::Connect {
+                        url,
+                        reason: format!("closed during authentication: {}", info.reason),
+                    }),
+                })
+            }
+        }
+    }
+}
+
+fn map_refusal(code: ErrorCode, peer: &AgentId) -> ClientError {
+    match code {
+        ErrorCode::Revoked => ClientError::Revoked(format!("{} is revoked", peer.short())),
+        ErrorCode::UnknownRecipient => {
+            ClientError::Unreachable(format!("the relay does not know {}", peer.short()))
+        }
+        ErrorCode::InboxFull => {
+            ClientError::Unreachable(format!("{}'s inbox is full", peer.short()))
+        }
+        ErrorCode::Unreachable => ClientError::Unreachable(format!("{} is offline", peer.short())),
+        other => ClientError::Remote {
+            code: other,
+            message: "refused by the relay".into(),
+        },
+    }
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+        mut ev_rx: mpsc::UnboundedReceiver<Event>,
+    ) {
+        while !self.done {
+            let now = rt::now_ms();
+            let wake = self
+                .next_wake()
+                .map_or(60_000, |t| t.saturating_sub(now))
+                .min(60_000);
+            let mut timer = Box::pin(rt::sleep_ms(wake)).fuse();
+            futures::select_biased! {
+                ev = ev_rx.next() => match ev {
+                    Some(ev) => self.on_event(ev).await,
+                    None => break,
+                },
+                cmd = cmd_rx.next() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => break,
+                },
+                _ = timer => self.on_timer().await,
+            }
+        }
+        if let Some(mut link) = self.link.take() {
+            link.sender.close().await;
+        }
+    }
+
+    fn next_wake(&self) -> Option<u64> {
+        let candidates = [
+            self.sessions.poll_timeout(),
+            self.link.as_ref().map(|l| l.heartbeat.poll_timeout()),
+            self.reconnect_at,
+            self.pending.values().map(|p| p.deadline_ms).min(),
+            self.retries.iter().map(|(at, _)| *at).min(),
+        ];
+        candidates.into_iter().flatten().min()
+    }
+
+    // ----- connection management -------------------------------------------
+
+    fn start_attempt(&mut self) {
+        self.attempts += 1;
+        let attempt = self.attempts;
+        self.connecting = Some(attempt);
+        self.reconnect_at = None;
+        self.shared.set_state(ConnectionState::Connecting);
+        let url = self.shared.relay_url.clone();
+        let identity = self.shared.identity.clone();
+        let expected = self.pinned_relay;
+        let resume = self.resume;
+        let timeout = self.shared.options.connect_timeout_ms;
+        let ev_tx = self.ev_tx.clone();
+        rt::spawn(async move {
+            let attempt_fut = connect_once(url, identity, expected, resume).fuse();
+            let timer = rt::sleep_ms(timeout).fuse();
+            futures::pin_mut!(attempt_fut, timer);
+            let ev = futures::select! {
+                r = attempt_fut => match r {
+                    Ok((sender, rx, session)) => Event::Connected { attempt, sender, rx, session },
+                    Err(error) => Event::ConnectFailed { attempt, error },
+                },
+                _ = timer => Event::ConnectFailed { attempt, error: ClientError::Timeout(timeout) },
+            };
+            let _ = ev_tx.unbounded_send(ev);
+        });
+    }
+
+    fn schedule_reconnect(&mut self) {
+        self.shared.set_state(ConnectionState::Offline);
+        // Full jitter between half and all of the current backoff.
+        let base = self.backoff_ms.max(1);
+        let delay = base / 2 + rt::random_u64() % (base / 2 + 1);
+        self.reconnect_at = Some(rt::now_ms() + delay);
+        self.backoff_ms = (self.backoff_ms * 2).min(self.shared.options.reconnect_max_ms);
+    }
+
+    fn finish(&mut self, state: ConnectionState, error: ClientError) {
+        self.done = true;
+        self.shared.set_state(state);
+        for (_, p) in self.pending.drain() {
+            fail(p.reply, error.clone());
+        }
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(error));
+        }
+    }
+
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Connected {
+                attempt,
+                sender,
+                mut rx,
+                session,
+            } => {
+                if self.connecting != Some(attempt) || self.done {
+                    return;
+                }
+                self.connecting = None;
+                if self.shared.options.pin_relay {
+                    self.pinned_relay = Some(session.relay_id);
+                }
+                self.resume = Some(session.resume_token);
+                self.backoff_ms = self.shared.options.reconnect_initial_ms;
+                let heartbeat_ms = u64::from(session.heartbeat_ms.max(1000));
+                let ev_tx = self.ev_tx.clone();
+                rt::spawn(async move {
+                    while let Some(incoming) = rx.next().await {
+                        let closed = matches!(incoming, Incoming::Closed(_));
+                        if ev_tx
+                            .unbounded_send(Event::Link {
+                                id: attempt,
+                                incoming,
+                            })
+                            .is_err()
+                            || closed
+                        {
+                            return;
+                        }
+                    }
+                });
+                self.link = Some(Link {
+                    id: attempt,
+                    sender,
+                    heartbeat: Heartbeat::new(
+                        rt::now_ms(),
+                        heartbeat_ms,
+                        mesh_core::limits::HEARTBEAT_MISSES,
+                    ),
+                });
+                tracing::debug!(resumed = session.resumed, "connected to relay");
+                self.shared.set_state(ConnectionState::Online);
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+                // Everything the relay had not confirmed goes again; the relay
+                // and the recipients de-duplicate by message id.
+                let frames: Vec<Bytes> = self.outbox.values().map(|o| o.frame.clone()).collect();
+                for f in frames {
+                    self.write(f).await;
+                }
+            }
+            Event::ConnectFailed { attempt, error } => {
+                if self.connecting != Some(attempt) || self.done {
+                    return;
+                }
+                self.connecting = None;
+                tracing::debug!(%error, "connection attempt failed");
+                if self.ready.is_some() {
+                    self.finish(ConnectionState::Closed(error.to_string()), error);
+                    return;
+                }
+                match &error {
+                    ClientError::Auth {
+                        code: ErrorCode::Revoked,
+                        ..
+                    } => self.finish(
+                        ConnectionState::Revoked,
+                        ClientError::Revoked("our key is revoked".into()),
+                    ),
+                    ClientError::Auth {
+                        code: ErrorCode::WrongRelay,
+                        message,
+                    } => {
+                        let reason = format!("the relay's identity changed: {message}");
+                        self.finish(
+                            ConnectionState::Closed(reason.clone()),
+                            ClientError::Protocol(reason),
+                        );
+                    }
+                    _ => self.schedule_reconnect(),
+                }
+            }
+            Event::Link { id, incoming } => {
+                if self.link.as_ref().map(|l| l.id) != Some(id) {
+                    return;
+                }
+                match incoming {
+                    Incoming::Frame(bytes) => self.on_frame(bytes).await,
+                    Incoming::Closed(info) => self.on_link_closed(info),
+                }
+            }
+        }
+    }
+
+    fn on_link_closed(&mut self, info: CloseInfo) {
+        self.link = None;
+        let code = info.code.and_then(ErrorCode::from_close_code);
+        tracing::debug!(?code, reason = %info.reason, "relay connection closed");
+        match code {
+            Some(ErrorCode::Revoked) => self.finish(
+                ConnectionState::Revoked,
+                ClientError::Revoked("our key is revoked".into()),
+            ),
+            Some(ErrorCode::Replaced) => {
+                let reason = "replaced by another connection using this identity".to_string();
+                self.finish(
+                    ConnectionState::Closed(reason.clone()),
+                    ClientError::Protocol(reason),
+                );
+            }
+            _ => self.schedule_reconnect(),
+        }
+    }
+
+    async fn write(&mut self, frame: Bytes) {
+        let failed = match self.link.as_mut() {
+            Some(link) => link.sender.send(frame).await.is_err(),
+            None => false,
+        };
+        if failed {
+            // The reader will report the close; stop writing to it now.
+            if let Some(mut link) = self.link.take() {
+                link.sender.close().await;
+            }
+            self.schedule_reconnect();
+        }
+    }
+
+    // ----- relay frames ----------------------------------------------------
+
+    async fn on_frame(&mut self, bytes: Bytes) {
+        let now = rt::now_ms();
+        if let Some(link) = self.link.as_mut() {
+            link.heartbeat.on_receive(now);
+        }
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable frame from relay");
+                return;
+            }
+        };
+        match frame {
+            Frame::Deliver(Routed {
+                peer, msg_id, body, ..
+            }) => {
+                if let Ok(ack) = (Frame::Ack { peer, msg_id }).encode() {
+                    self.write(ack).await;
+                }
+                if !self.seen.insert((peer, msg_id)) {
+                    return;
+                }
+                self.seen_order.push_back((peer, msg_id));
+                if self.seen_order.len() > SEEN_CAPACITY {
+                    if let Some(old) = self.seen_order.pop_front() {
+                        self.seen.remove(&old);
+                    }
+                }
+                if let Err(e) = self.sessions.handle_incoming(peer, body, now) {
+                    tracing::debug!(peer = %peer.short(), error = %e, "end-to-end message rejected");
+                }
+                self.pump().await;
+            }
+            Frame::Status {
+                peer,
+                msg_id,
+                status,
+            } => self.on_status(peer, msg_id, status),
+            Frame::Error(e) => {
+                if e.code == ErrorCode::RateLimited {
+                    let err = ClientError::RateLimited {
+                        retry_after_ms: e.retry_after_ms,
+                    };
+                    match self.outbox.get(&e.ref_msg_id).map(|o| (o.peer, o.tag)) {
+                        // A request or chat message: the caller decides.
+                        Some((peer, tag @ (Tag::Request(_) | Tag::Chat(_)))) => {
+                            self.outbox.remove(&e.ref_msg_id);
+                            self.fail_tag(peer, tag, err);
+                        }
+                        // A reply, receipt or handshake message has no
+                        // caller to tell: send it again when allowed.
+                        Some((_, Tag::None)) => {
+                            let at = rt::now_ms() + u64::from(e.retry_after_ms.max(1));
+                            self.retries.push((at, e.ref_msg_id));
+                        }
+                        None => {}
+                    }
+                } else {
+                    tracing::debug!(code = %e.code, message = %e.message, "relay error");
+                }
+            }
+            Frame::Ping(n) => {
+                if let Ok(pong) = Heartbeat::pong_for(n).encode() {
+                    self.write(pong).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_status(&mut self, peer: AgentId, msg_id: u64, status: DeliveryStatus) {
+        match status {
+            // Kept until queued or delivered: only those survive a relay crash.
+            DeliveryStatus::Forwarded => {}
+            DeliveryStatus::Queued => {
+                if let Some(out) = self.outbox.remove(&msg_id) {
+                    if let Tag::Chat(id) = out.tag {
+                        self.shared.emit(MessageEvent::Queued { peer, msg_id: id });
+                    }
+                }
+            }
+            DeliveryStatus::Delivered => {
+                self.outbox.remove(&msg_id);
+            }
+            DeliveryStatus::Refused(code) => {
+                let Some(out) = self.outbox.remove(&msg_id) else {
+                    return;
+                };
+                let err = map_refusal(code, &peer);
+                if matches!(
+                    code,
+                    ErrorCode::Revoked
+                        | ErrorCode::UnknownRecipient
+                        | ErrorCode::InboxFull
+                        | ErrorCode::Unreachable
+                ) {
+                    // Nothing more can reach this peer now: fail everything
+                    // waiting on it and start afresh next time.
+                    for unsent in self.sessions.forget_peer(&peer) {
+                        self.fail_message(peer, &unsent, err.clone());
+                    }
+                    let ids: Vec<u64> = self
+                        .pending
+                        .iter()
+                        .filter(|(_, p)| p.peer == peer)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in ids {
+                        if let Some(p) = self.pending.remove(&id) {
+                            fail(p.reply, err.clone());
+                        }
+                    }
+                }
+                self.fail_tag(peer, out.tag, err);
+            }
+        }
+    }
+
+    fn fail_tag(&mut self, peer: AgentId, tag: Tag, err: ClientError) {
+        match tag {
+            Tag::Request(id) => {
+                if let Some(p) = self.pending.remove(&id) {
+                    fail(p.reply, err);
+                }
+            }
+            Tag::Chat(msg_id) => self.shared.emit(MessageEvent::Failed {
+                peer,
+                msg_id,
+                error: err,
+            }),
+            Tag::None => {}
+        }
+    }
+
+    fn fail_message(&mut self, peer: AgentId, msg: &AppMessage, err: ClientError) {
+        match msg {
+            AppMessage::Request { req_id, .. } => self.fail_tag(peer, Tag::Request(*req_id), err),
+            AppMessage::Chat { msg_id, .. } => self.fail_tag(peer, Tag::Chat(*msg_id), err),
+            _ => {}
+        }
+    }
+
+    // ----- end-to-end ------------------------------------------------------
+
+    /// Seals `msg` for `peer` and sends what results.
+    async fn send_app(
+        &mut self,
+        peer: AgentId,
+        msg: AppMessage,
+        tag: Tag,
+    ) -> Result<(), ClientError> {
+        if let Tag::Chat(id) = tag {
+            if self.chat_ids.len() > 10_000 {
+                self.chat_ids.clear();
+            }
+            self.chat_ids.insert(id);
+        }
+        match self.sessions.send_tagged(peer, msg, tag.id(), rt::now_ms()) {
+            Ok(()) => {
+                self.pump().await;
+                Ok(())
+            }
+            Err(SendError::App(e)) => Err(ClientError::PayloadTooLarge(e.to_string())),
+            Err(SendError::QueueFull) => Err(ClientError::Unreachable(format!(
+                "too many messages waiting for a session with {}",
+                peer.short()
+            ))),
+            Err(SendError::ToSelf) => {
+                Err(ClientError::BadRequest("cannot send to ourselves".into()))
+            }
+            Err(e) => Err(ClientError::Protocol(e.to_string())),
+        }
+    }
+
+    /// Sends every envelope the session table produced, then handles its
+    /// events (which may produce more).
+    async fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.sessions.poll_transmit() {
+                progressed = true;
+                let tag = if t.tag == 0 {
+                    Tag::None
+                } else if self.pending.contains_key(&t.tag) {
+                    Tag::Request(t.tag)
+                } else if self.chat_ids.contains(&t.tag) {
+                    Tag::Chat(t.tag)
+                } else {
+                    Tag::None
+                };
+                let msg_id = self.next_msg_id;
+                self.next_msg_id = self.next_msg_id.wrapping_add(1);
+                let frame = Frame::Send(Routed {
+                    peer: t.to,
+                    msg_id,
+                    flags: 0,
+                    body: t.body,
+                });
+                let Ok(frame) = frame.encode() else { continue };
+                if self.outbox.len() >= OUTBOX_CAPACITY {
+                    // Oldest unconfirmed frame gives way; its request will
+                    // time out rather than the client grow without bound.
+                    let _ = self.outbox.pop_first();
+                }
+                self.outbox.insert(
+                    msg_id,
+                    OutFrame {
+                        peer: t.to,
+                        frame: frame.clone(),
+                        tag,
+                    },
+                );
+                self.write(frame).await;
+            }
+            while let Some(ev) = self.sessions.poll_event() {
+                progressed = true;
+                self.on_session_event(ev);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, ev: SessionEvent) {
+        match ev {
+            SessionEvent::Message { from, message } => self.on_app(from, message),
+            SessionEvent::Established { peer, .. } => {
+                tracing::debug!(peer = %peer.short(), "end-to-end session established");
+            }
+            SessionEvent::Unreachable {
+                peer,
+                error,
+                unsent,
+            } => {
+                let err = ClientError::Unreachable(format!("{}: {error}", peer.short()));
+                for m in &unsent {
+                    self.fail_message(peer, m, err.clone());
+                }
+            }
+            SessionEvent::SessionLost { peer, .. } => {
+                // The peer restarted: what we had in flight to it may be
+                // gone. Send open requests again on the new session.
+                let again: Vec<AppMessage> = self
+                    .pending
+                    .values()
+                    .filter(|p| p.peer == peer)
+                    .map(|p| p.message.clone())
+                    .collect();
+                for m in again {
+                    let tag = m.req_id().unwrap_or(0);
+                    let _ = self.sessions.send_tagged(peer, m, tag, rt::now_ms());
+                }
+            }
+        }
+    }
+
+    /// Queues a reply; the surrounding `pump` sends it.
+    fn reply(&mut self, peer: AgentId, msg: AppMessage) {
+        if let Err(e) = self.sessions.send(peer, msg, rt::now_ms()) {
+            tracing::debug!(error = %e, "could not send reply");
+        }
+    }
+
+    fn on_app(&mut self, from: AgentId, message: AppMessage) {
+        match message {
+            AppMessage::Request {
+                req_id,
+                capability,
+                stream,
+                body,
+            } => {
+                if self.serving.contains_key(&(from, req_id)) {
+                    return;
+                }
+                let decision = lock(&self.shared.acl).evaluate(&from, &capability);
+                if !decision.is_allowed() {
+                    let message = format!("{capability}: {decision}");
+                    self.reply(
+                        from,
+                        AppMessage::Error {
+                            req_id,
+                            code: ErrorCode::Denied,
+                            message: truncate(message),
+                        },
+                    );
+                    return;
+                }
+                let handler = lock(&self.shared.handlers).get(&capability).cloned();
+                let Some(handler) = handler else {
+                    self.reply(
+                        from,
+                        AppMessage::Error {
+                            req_id,
+                            code: ErrorCode::UnknownCapability,
+                            message: format!("no handler for {capability}"),
+                        },
+                    );
+                    return;
+                };
+                let (trigger, cancel) = cancellation();
+                self.serving.insert((from, req_id), trigger);
+                let request = IncomingRequest {
+                    from,
+                    capability,
+                    body,
+                    req_id,
+                    cancel: cancel.clone(),
+                };
+                let cmd = self.shared.cmd.clone();
+                let _ = stream;
+                rt::spawn(async move {
+                    let msg = match handler {
+                        Handler::Unary(h) => match h(request).await {
+                            Ok(body) => AppMessage::Response { req_id, body },
+                            Err(e) => handler_error(req_id, e),
+                        },
+                        Handler::Stream(h) => {
+                            let sent = Arc::new(AtomicU32::new(0));
+                            let sink = StreamSink {
+                                cmd: cmd.clone(),
+                                peer: from,
+                                req_id,
+                                sent: sent.clone(),
+                                cancel,
+                            };
+                            match h(request, sink).await {
+                                Ok(()) => AppMessage::StreamEnd {
+                                    req_id,
+                                    count: sent.load(Ordering::SeqCst),
+                                },
+                                Err(e) => handler_error(req_id, e),
+                            }
+                        }
+                    };
+                    let _ = cmd.unbounded_send(Command::Reply {
+                        peer: from,
+                        req_id,
+                        msg,
+                        last: true,
+                    });
+                });
+            }
+            AppMessage::Cancel { req_id } => {
+                if let Some(mut t) = self.serving.remove(&(from, req_id)) {
+                    t.fire();
+                }
+            }
+            AppMessage::Response { req_id, body } => {
+                if let Some(p) = self.pending.remove(&req_id) {
+                    if p.peer == from {
+                        complete(p, body);
+                    } else {
+                        self.pending.insert(req_id, p);
+                    }
+                }
+            }
+            AppMessage::Error {
+                req_id,
+                code,
+                message,
+            } => {
+                if let Some(p) = self.pending.remove(&req_id) {
+                    if p.peer == from {
+                        let err = ClientError::from_remote(code, message, &p.capability);
+                        fail(p.reply, err);
+                    } else {
+                        self.pending.insert(req_id, p);
+                    }
+                }
+            }
+            AppMessage::StreamChunk { req_id, seq, body } => {
+                let Some(p) = self.pending.get_mut(&req_id) else {
+                    return;
+                };
+                if p.peer != from || seq < p.next_seq {
+                    return;
+                }
+                p.deadline_ms = rt::now_ms() + p.timeout_ms;
+                p.buffer.insert(seq, body);
+                self.drain_stream(req_id);
+            }
+            AppMessage::StreamEnd { req_id, count } => {
+                let Some(p) = self.pending.get_mut(&req_id) else {
+                    return;
+                };
+                if p.peer != from {
+                    return;
+                }
+                p.end = Some(count);
+                self.drain_stream(req_id);
+            }
+            AppMessage::Chat {
+                msg_id,
+                sent_at_ms,
+                text,
+            } => {
+                let allowed = lock(&self.shared.acl)
+                    .evaluate(&from, CHAT_CAPABILITY)
+                    .is_allowed();
+                self.shared.emit(MessageEvent::Chat {
+                    from,
+                    msg_id,
+                    sent_at_ms,
+                    text,
+                    allowed,
+                });
+                if allowed {
+                    self.reply(
+                        from,
+                        AppMessage::Receipt {
+                            msg_id,
+                            kind: ReceiptKind::Delivered,
+                        },
+                    );
+                }
+            }
+            AppMessage::Receipt { msg_id, kind } => {
+                self.shared
+                    .emit(MessageEvent::Receipt { from, msg_id, kind });
+            }
+        }
+    }
+
+    /// Delivers buffered stream chunks in order; completes at the end.
+    fn drain_stream(&mut self, req_id: u64) {
+        let Some(p) = self.pending.get_mut(&req_id) else {
+            return;
+        };
+        while let Some(body) = p.buffer.remove(&p.next_seq) {
+            p.next_seq += 1;
+            match &p.reply {
+                ReplyTo::Stream(tx) => {
+                    let _ = tx.unbounded_send(Ok(body));
+                }
+                ReplyTo::Unary(_) => p.collected.extend_from_slice(&body),
+            }
+        }
+        if p.end.is_some_and(|end| p.next_seq >= end) {
+            if let Some(p) = self.pending.remove(&req_id) {
+                if let ReplyTo::Unary(tx) = p.reply {
+                    let _ = tx.send(Ok(p.collected.freeze()));
+                }
+            }
+        }
+    }
+
+    // ----- commands --------------------------------------------------------
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Request {
+                req_id,
+                peer,
+                capability,
+                body,
+                timeout_ms,
+                reply,
+            } => {
+                let message = AppMessage::Request {
+                    req_id,
+                    capability: capability.clone(),
+                    stream: matches!(reply, ReplyTo::Stream(_)),
+                    body,
+                };
+                self.pending.insert(
+                    req_id,
+                    Pending {
+                        peer,
+                        capability,
+                        message: message.clone(),
+                        timeout_ms,
+                        deadline_ms: rt::now_ms() + timeout_ms,
+                        reply,
+                        next_seq: 0,
+                        buffer: BTreeMap::new(),
+                        end: None,
+                        collected: BytesMut::new(),
+                    },
+                );
+                if let Err(e) = self.send_app(peer, message, Tag::Request(req_id)).await {
+                    if let Some(p) = self.pending.remove(&req_id) {
+                        fail(p.reply, e);
+                    }
+                }
+            }
+            Command::Cancel { req_id } => {
+                if let Some(p) = self.pending.remove(&req_id) {
+                    let _ = self
+                        .send_app(p.peer, AppMessage::Cancel { req_id }, Tag::None)
+                        .await;
+                }
+            }
+            Command::Reply {
+                peer,
+                req_id,
+                msg,
+                last,
+            } => {
+                let live = if last {
+                    self.serving.remove(&(peer, req_id)).is_some()
+                } else {
+                    self.serving.contains_key(&(peer, req_id))
+                };
+                if live {
+                    if let Err(e) = self.send_app(peer, msg, Tag::None).await {
+                        tracing::debug!(error = %e, "could not send reply");
+                    }
+                }
+            }
+            Command::Chat { peer, msg_id, text } => {
+                let msg = AppMessage::Chat {
+                    msg_id,
+                    sent_at_ms: rt::unix_ms(),
+                    text,
+                };
+                if let Err(error) = self.send_app(peer, msg, Tag::Chat(msg_id)).await {
+                    self.shared.emit(MessageEvent::Failed {
+                        peer,
+                        msg_id,
+                        error,
+                    });
+                }
+            }
+            Command::Receipt { peer, msg_id, kind } => {
+                let _ = self
+                    .send_app(peer, AppMessage::Receipt { msg_id, kind }, Tag::None)
+                    .await;
+            }
+            Command::Close(done) => {
+                self.finish(
+                    ConnectionState::Closed("closed by the application".into()),
+                    ClientError::Closed,
+                );
+                if let Some(mut link) = self.link.take() {
+                    link.sender.close().await;
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------
+
+    async fn on_timer(&mut self) {
+        let now = rt::now_ms();
+        self.sessions.handle_timeout(now);
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                let peer = p.peer;
+                fail(p.reply, ClientError::Timeout(p.timeout_ms));
+                let _ = self
+                    .send_app(peer, AppMessage::Cancel { req_id: id }, Tag::None)
+                    .await;
+            }
+        }
+        let beat = self.link.as_mut().map(|l| l.heartbeat.handle_timeout(now));
+        match beat {
+            Some(HeartbeatAction::Ping(p)) => {
+                if let Ok(ping) = p.encode() {
+                    self.write(ping).await;
+                }
+            }
+            Some(HeartbeatAction::Dead) => {
+                if let Some(mut link) = self.link.take() {
+                    link.sender.close().await;
+                }
+                self.schedule_reconnect();
+            }
+            _ => {}
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(at, _)| *at <= now);
+        self.retries = later;
+        for (_, msg_id) in due {
+            if let Some(frame) = self.outbox.get(&msg_id).map(|o| o.frame.clone()) {
+                self.write(frame).await;
+            }
+        }
+        if self.reconnect_at.is_some_and(|t| t <= now)
+            && self.connecting.is_none()
+            && self.link.is_none()
+        {
+            self.start_attempt();
+        }
+        self.pump().await;
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    while s.len() > mesh_core::limits::MAX_ERROR_MESSAGE_LEN {
+        s.pop();
+    }
+    s
+}
+
+fn handler_error(req_id: u64, e: HandlerError) -> AppMessage {
+    AppMessage::Error {
+        req_id,
+        code: e.code,
+        message: truncate(e.message),
+    }
+}
+
+fn complete(p: Pending, body: Bytes) {
+    match p.reply {
+        ReplyTo::Unary(tx) => {
+            let _ = tx.send(Ok(body));
+        }
+        ReplyTo::Stream(tx) => {
+            let _ = tx.unbounded_send(Ok(body));
+        }
+    }
+}
+
+fn fail(reply: ReplyTo, err: ClientError) {
+    match reply {
+        ReplyTo::Unary(tx) => {
+            let _ = tx.send(Err(err));
+        }
+        ReplyTo::Stream(tx) => {
+            let _ = tx.unbounded_send(Err(err));
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The client against a real relay on 127.0.0.1:0: every behaviour issue 4
+//! lists, end to end through Noise.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use mesh_client::registry::{RegistryClient, SearchQuery};
+use mesh_client::{
+    ClientError, ClientOptions, ConnectionState, HandlerError, MeshClient, MessageEvent,
+};
+use mesh_core::acl::{Policy, CHAT_CAPABILITY};
+use mesh_core::card::{AgentCard, Skill};
+use mesh_core::revocation::Revocation;
+use mesh_core::{AgentId, ErrorCode, Identity};
+use mesh_relay::config::Config;
+use mesh_relay::RunningRelay;
+
+fn ident(n: u8) -> Identity {
+    Identity::from_secret_bytes(&[n; 32])
+}
+
+fn allow_all() -> Policy {
+    Policy::allow_all()
+}
+
+fn options(acl: Policy) -> ClientOptions {
+    ClientOptions {
+        acl,
+        request_timeout_ms: 5_000,
+        reconnect_initial_ms: 50,
+        reconnect_max_ms: 500,
+        ..ClientOptions::default()
+    }
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn relay() -> RunningRelay {
+    logs();
+    mesh_relay::start(Config::for_tests())
+        .await
+        .expect("relay starts")
+}
+
+async fn agent(url: &str, n: u8, acl: Policy) -> MeshClient {
+    MeshClient::connect(url, ident(n), options(acl))
+        .await
+        .expect("connects")
+}
+
+fn echo(c: &MeshClient) {
+    c.handle("echo", |req| async move { Ok(req.body) });
+}
+
+#[tokio::test]
+async fn request_response_both_ways_and_session_reuse() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&a);
+    echo(&b);
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "hello").await.unwrap(),
+        Bytes::from("hello")
+    );
+    let routed_after_first = r.state.metrics.frames_routed.get();
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "again").await.unwrap(),
+        Bytes::from("again")
+    );
+    // The second request reuses the session: one frame out, one back.
+    assert_eq!(r.state.metrics.frames_routed.get() - routed_after_first, 2);
+    assert_eq!(
+        b.request(a.agent_id(), "echo", "back").await.unwrap(),
+        Bytes::from("back")
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_requests_to_several_peers() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let mut peers = Vec::new();
+    for n in 2..6 {
+        let p = agent(&r.ws_url(), n, allow_all()).await;
+        p.handle("slow-echo", |req| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(req.body)
+        });
+        peers.push(p);
+    }
+    let started = std::time::Instant::now();
+    let mut calls = Vec::new();
+    for p in &peers {
+        for i in 0..10 {
+            let a = a.clone();
+            let id = p.agent_id();
+            calls.push(tokio::spawn(async move {
+                let body = format!("{id:?}-{i}");
+                let got = a.request(id, "slow-echo", body.clone()).await.unwrap();
+                assert_eq!(got, Bytes::from(body));
+            }));
+        }
+    }
+    for c in calls {
+        c.await.unwrap();
+    }
+    // 40 requests of 100 ms each, concurrently: nowhere near 4 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn streaming_in_order_then_a_request_after_the_stream() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    b.handle_stream("count", |req, mut sink| async move {
+        let n: u32 = std::str::from_utf8(&req.body)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        for i in 0..n {
+            sink.send(i.to_string())
+                .await
+                .map_err(|e| HandlerError::failed(e.to_string()))?;
+        }
+        Ok(())
+    });
+    let mut stream = a.request_stream(b.agent_id(), "count", "50").unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.push(String::from_utf8(chunk.unwrap().to_vec()).unwrap());
+    }
+    assert_eq!(got, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "after").await.unwrap(),
+        Bytes::from("after")
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_a_stream_cancels_the_remote_handler() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (c2, s2) = (cancelled.clone(), sent.clone());
+    b.handle_stream("forever", move |req, mut sink| {
+        let (cancelled, sent) = (c2.clone(), s2.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = req.cancelled() => {
+                        cancelled.store(true, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                        if sink.send("tick").await.is_err() {
+                            cancelled.store(true, Ordering::SeqCst);
+                            return Ok(());
+                        }
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    });
+    let mut stream = a.request_stream(b.agent_id(), "forever", "").unwrap();
+    for _ in 0..3 {
+        stream.next().await.unwrap().unwrap();
+    }
+    drop(stream);
+    for _ in 0..100 {
+        if cancelled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled.load(Ordering::SeqCst),
+        "the handler's cancellation fired"
+    );
+    let at_cancel = sent.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        sent.load(Ordering::SeqCst) <= at_cancel + 1,
+        "the handler stopped"
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_request_future_cancels_too_and_timeouts_are_typed() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let c2 = cancelled.clone();
+    b.handle("hang", move |req| {
+        let cancelled = c2.clone();
+        async move {
+            req.cancelled().await;
+            cancelled.store(true, Ordering::SeqCst);
+            Err(HandlerError::failed("cancelled"))
+        }
+    });
+    let err = a
+        .request_with_timeout(b.agent_id(), "hang", "", 300)
+        .await
+        .unwrap_err();
+    assert_eq!(err, ClientError::Timeout(300));
+    assert_eq!(err.code(), ErrorCode::Timeout);
+    // A timeout also cancels at the peer.
+    for _ in 0..50 {
+        if cancelled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cancelled.load(Ordering::SeqCst));
+    cancelled.store(false, Ordering::SeqCst);
+    let fut = a.request(b.agent_id(), "hang", "");
+    let _ = tokio::time::timeout(Duration::from_millis(200), fut).await;
+    for _ in 0..50 {
+        if cancelled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled.load(Ordering::SeqCst),
+        "dropping the future cancelled the handler"
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn acl_default_deny_allow_and_unknown_capability() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let closed = agent(&r.ws_url(), 2, Policy::default()).await;
+    echo(&closed);
+    let err = a.request(closed.agent_id(), "echo", "x").await.unwrap_err();
+    assert!(matches!(err, ClientError::Denied(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::Denied);
+    let only_a = Policy::from_toml(&format!(
+        "[[rule]]\nsource = \"{}\"\ncapabilities = [\"echo\"]\naction = \"allow\"\n",
+        a.agent_id()
+    ))
+    .unwrap();
+    closed.set_acl(only_a);
+    assert_eq!(
+        a.request(closed.agent_id(), "echo", "x").await.unwrap(),
+        Bytes::from("x")
+    );
+    let c = agent(&r.ws_url(), 3, allow_all()).await;
+    assert!(matches!(
+        c.request(closed.agent_id(), "echo", "x").await,
+        Err(ClientError::Denied(_))
+    ));
+    let err = a
+        .request(closed.agent_id(), "other", "x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Denied(_)),
+        "not allowed before unknown: {err:?}"
+    );
+    let open = agent(&r.ws_url(), 4, allow_all()).await;
+    let err = a
+        .request(open.agent_id(), "nothing-here", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(err, ClientError::UnknownCapability("nothing-here".into()));
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn offline_peer_gets_the_request_when_it_returns() {
+    let r = relay().await;
+    // B has been seen by the relay, then goes away.
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    b.close().await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let a2 = a.clone();
+    let pending = tokio::spawn(async move {
+        a2.request_with_timeout(ident(2).agent_id(), "echo", "waiting", 10_000)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    let got = pending.await.unwrap().unwrap();
+    assert_eq!(got, Bytes::from("waiting"));
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn relay_restart_reconnects_and_loses_or_duplicates_nothing() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests();
+    config.db = dir.path().join("relay.db").to_string_lossy().to_string();
+    config.key_file = Some(dir.path().join("relay.key"));
+    let r = mesh_relay::start(config.clone()).await.unwrap();
+    let addr = r.addr;
+    let url = r.ws_url();
+    let a = agent(&url, 1, allow_all()).await;
+    let b = agent(&url, 2, allow_all().clone()).await;
+    let mut inbox = b.messages();
+    let mut states = a.state_changes();
+    assert_eq!(states.next().await, Some(ConnectionState::Online));
+    for i in 0..5 {
+        a.send_message(b.agent_id(), &format!("before {i}"))
+            .unwrap();
+    }
+    r.shutdown().await.unwrap();
+    // While the relay is down, A keeps sending.
+    for i in 0..5 {
+        a.send_message(b.agent_id(), &format!("during {i}"))
+            .unwrap();
+    }
+    assert_eq!(states.next().await, Some(ConnectionState::Offline));
+    config.listen = addr;
+    let r = mesh_relay::start(config).await.unwrap();
+    let mut texts = Vec::new();
+    while texts.len() < 10 {
+        if let MessageEvent::Chat { text, .. } =
+            tokio::time::timeout(Duration::from_secs(10), inbox.next())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            texts.push(text);
+        }
+    }
+    texts.sort();
+    let mut want: Vec<String> = (0..5)
+        .map(|i| format!("before {i}"))
+        .chain((0..5).map(|i| format!("during {i}")))
+        .collect();
+    want.sort();
+    assert_eq!(texts, want);
+    // And nothing arrives twice.
+    let extra = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Some(MessageEvent::Chat { text, .. }) = inbox.next().await {
+                return text;
+            }
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "duplicate: {extra:?}");
+    assert_eq!(a.state(), ConnectionState::Online);
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn chat_with_receipts_and_acl_for_unknown_senders() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, Policy::default()).await;
+    let mut a_events = a.messages();
+    let mut b_events = b.messages();
+    let id = a.send_message(b.agent_id(), "hi, stranger").unwrap();
+    match b_events.next().await.unwrap() {
+        MessageEvent::Chat {
+            from,
+            text,
+            allowed,
+            msg_id,
+            ..
+        } => {
+            assert_eq!(
+                (from, text.as_str(), allowed, msg_id),
+                (a.agent_id(), "hi, stranger", false, id)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // B accepts A as a contact: chat allowed from A.
+    b.set_acl(
+        Policy::from_toml(&format!(
+            "[[rule]]\nsource = \"{}\"\ncapabilities = [\"{CHAT_CAPABILITY}\"]\naction = \"allow\"\n",
+            a.agent_id()
+        ))
+        .unwrap(),
+    );
+    let id = a.send_message(b.agent_id(), "now?").unwrap();
+    assert!(matches!(
+        b_events.next().await.unwrap(),
+        MessageEvent::Chat { allowed: true, .. }
+    ));
+    loop {
+        if let MessageEvent::Receipt { msg_id, from, .. } = a_events.next().await.unwrap() {
+            assert_eq!((msg_id, from), (id, b.agent_id()));
+            break;
+        }
+    }
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rate_limit_is_a_typed_error_and_the_session_survives() {
+    let mut config = Config::for_tests();
+    config.rate_frames_per_sec = 20;
+    config.rate_frames_burst = 20;
+    let r = mesh_relay::start(config).await.unwrap();
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    let mut limited = None;
+    let mut calls = Vec::new();
+    for i in 0..60 {
+        let a = a.clone();
+        let id = b.agent_id();
+        calls.push(tokio::spawn(async move {
+            a.request(id, "echo", format!("{i}")).await
+        }));
+    }
+    for c in calls {
+        if let Err(e) = c.await.unwrap() {
+            if let ClientError::RateLimited { retry_after_ms } = e {
+                assert!(retry_after_ms > 0);
+                limited = Some(e);
+            } else {
+                panic!("unexpected {e:?}");
+            }
+        }
+    }
+    assert!(limited.is_some(), "some requests were rate limited");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "still works")
+            .await
+            .unwrap(),
+        Bytes::from("still works")
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_mebibyte_each_way() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    let body: Vec<u8> = (0..mesh_core::limits::MAX_APP_BODY)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let got = a.request(b.agent_id(), "echo", body.clone()).await.unwrap();
+    assert_eq!(got.len(), body.len());
+    assert!(got == body);
+    let too_big = vec![0u8; mesh_core::limits::MAX_APP_BODY + 1];
+    assert!(matches!(
+        a.request(b.agent_id(), "echo", too_big).await,
+        Err(ClientError::PayloadTooLarge(_))
+    ));
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn revocation_kicks_and_blocks() {
+    let r = relay().await;
+    let victim = agent(&r.ws_url(), 5, allow_all()).await;
+    let mut states = victim.state_changes();
+    let registry = RegistryClient::for_relay(&r.ws_url()).unwrap();
+    registry
+        .revoke(&Revocation::new(&ident(5), 1, "lost laptop").unwrap())
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), states.next())
+            .await
+            .unwrap()
+        {
+            Some(ConnectionState::Revoked) => break,
+            Some(_) => {}
+            None => panic!("state stream ended"),
+        }
+    }
+    let err = MeshClient::connect(&r.ws_url(), ident(5), options(allow_all()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Revoked);
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let err = a
+        .request(ident(5).agent_id(), "echo", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Revoked(_)), "{err:?}");
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn card_publish_search_verify_delete() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let registry = RegistryClient::for_relay(&r.ws_url()).unwrap();
+    let card = AgentCard::builder(a.agent_id(), r.ws_url(), "Summarizer")
+        .description("Summarizes long documents")
+        .skill(Skill::new("summarize", "Summarize", "Shortens text").with_tags(["text", "nlp"]))
+        .issued_at(1_790_000_000_000)
+        .sign(a.identity())
+        .unwrap();
+    registry.publish(&card).await.unwrap();
+    let page = registry
+        .search(&SearchQuery {
+            capability: Some("nlp".into()),
+            online_only: true,
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].card.agent_id(), a.agent_id());
+    assert!(page.items[0].online);
+    let page = registry
+        .search(&SearchQuery {
+            text: Some("summ docu".into()),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let got = registry.get(&a.agent_id()).await.unwrap().unwrap();
+    assert_eq!(got.card.to_json(), card.to_json());
+    registry.delete(a.identity()).await.unwrap();
+    assert!(registry.get(&a.agent_id()).await.unwrap().is_none());
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_peers_fail_fast_with_a_typed_error() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let nobody: AgentId = ident(99).agent_id();
+    let started = std::time::Instant::now();
+    let err = a.request(nobody, "echo", "x").await.unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_fails_clearly() {
+    let err = MeshClient::connect("ws://127.0.0.1:9/v1/ws", ident(1), options(allow_all()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+}
