@@ -42,6 +42,8 @@ use crate::transport::{self, CloseInfo, Incoming};
 const SEEN_CAPACITY: usize = 65_536;
 /// Frames kept for resending until the relay confirms them.
 const OUTBOX_CAPACITY: usize = 8_192;
+/// Bytes of frames kept for resending (64 MiB).
+const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 enum Event {
     Connected {
@@ -117,6 +119,7 @@ struct Driver {
     ready: Option<oneshot::Sender<Result<(), ClientError>>>,
     next_msg_id: u64,
     outbox: BTreeMap<u64, OutFrame>,
+    outbox_bytes: usize,
     seen: HashSet<(AgentId, u64)>,
     seen_order: VecDeque<(AgentId, u64)>,
     pending: HashMap<u64, Pending>,
@@ -162,6 +165,7 @@ pub(crate) async fn start(
         ready: Some(ready_tx),
         next_msg_id: rt::random_u64() >> 1,
         outbox: BTreeMap::new(),
+        outbox_bytes: 0,
         seen: HashSet::new(),
         seen_order: VecDeque::new(),
         pending: HashMap::new(),
@@ -517,7 +521,7 @@ impl Driver {
                     match self.outbox.get(&e.ref_msg_id).map(|o| (o.peer, o.tag)) {
                         // A request or chat message: the caller decides.
                         Some((peer, tag @ (Tag::Request(_) | Tag::Chat(_)))) => {
-                            self.outbox.remove(&e.ref_msg_id);
+                            self.unqueue(&e.ref_msg_id);
                             self.fail_tag(peer, tag, err);
                         }
                         // A reply, receipt or handshake message has no
@@ -546,17 +550,17 @@ impl Driver {
             // Kept until queued or delivered: only those survive a relay crash.
             DeliveryStatus::Forwarded => {}
             DeliveryStatus::Queued => {
-                if let Some(out) = self.outbox.remove(&msg_id) {
+                if let Some(out) = self.unqueue(&msg_id) {
                     if let Tag::Chat(id) = out.tag {
                         self.shared.emit(MessageEvent::Queued { peer, msg_id: id });
                     }
                 }
             }
             DeliveryStatus::Delivered => {
-                self.outbox.remove(&msg_id);
+                self.unqueue(&msg_id);
             }
             DeliveryStatus::Refused(code) => {
-                let Some(out) = self.outbox.remove(&msg_id) else {
+                let Some(out) = self.unqueue(&msg_id) else {
                     return;
                 };
                 let err = map_refusal(code, &peer);
@@ -587,6 +591,13 @@ impl Driver {
                 self.fail_tag(peer, out.tag, err);
             }
         }
+    }
+
+    /// Forgets a frame the relay has confirmed (or refused).
+    fn unqueue(&mut self, msg_id: &u64) -> Option<OutFrame> {
+        let out = self.outbox.remove(msg_id)?;
+        self.outbox_bytes -= out.frame.len();
+        Some(out)
     }
 
     fn fail_tag(&mut self, peer: AgentId, tag: Tag, err: ClientError) {
@@ -670,11 +681,17 @@ impl Driver {
                     body: t.body,
                 });
                 let Ok(frame) = frame.encode() else { continue };
-                if self.outbox.len() >= OUTBOX_CAPACITY {
+                while self.outbox.len() >= OUTBOX_CAPACITY
+                    || (self.outbox_bytes + frame.len() > OUTBOX_MAX_BYTES
+                        && !self.outbox.is_empty())
+                {
                     // Oldest unconfirmed frame gives way; its request will
                     // time out rather than the client grow without bound.
-                    let _ = self.outbox.pop_first();
+                    if let Some((_, old)) = self.outbox.pop_first() {
+                        self.outbox_bytes -= old.frame.len();
+                    }
                 }
+                self.outbox_bytes += frame.len();
                 self.outbox.insert(
                     msg_id,
                     OutFrame {

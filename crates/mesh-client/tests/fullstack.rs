@@ -568,3 +568,58 @@ async fn connecting_to_nothing_fails_clearly() {
         .unwrap_err();
     assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn acl_file_is_reloaded_when_it_changes_and_typos_do_not_open_it() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, Policy::default()).await;
+    echo(&b);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acl.toml");
+    std::fs::write(&path, "rule = []\n").unwrap();
+    mesh_client::acl_file::watch(&b, &path, Duration::from_millis(50)).unwrap();
+    assert!(matches!(
+        a.request(b.agent_id(), "echo", "x").await,
+        Err(ClientError::Denied(_))
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "[[rule]]\nsource = \"{}\"\ncapabilities = [\"echo\"]\naction = \"allow\"\n",
+            a.agent_id()
+        ),
+    )
+    .unwrap();
+    let mut allowed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if a.request(b.agent_id(), "echo", "x").await.is_ok() {
+            allowed = true;
+            break;
+        }
+    }
+    assert!(allowed, "the new policy took effect");
+    std::fs::write(
+        &path,
+        "[[rule]]\nsource = \"*\"\ncapabilities = [\"echo\"]\naction = \"allwo\"\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        a.request(b.agent_id(), "echo", "x").await.is_ok(),
+        "a broken file keeps the policy in force"
+    );
+    let c = agent(&r.ws_url(), 3, allow_all()).await;
+    assert!(matches!(
+        c.request(b.agent_id(), "echo", "x").await,
+        Err(ClientError::Denied(_))
+    ));
+    assert!(mesh_client::acl_file::watch(
+        &b,
+        dir.path().join("missing.toml"),
+        Duration::from_secs(1)
+    )
+    .is_err());
+    r.shutdown().await.unwrap();
+}

@@ -11,7 +11,7 @@ use crate::shell::{cargo, is_ci, run, Result};
 
 /// Crates that must lint and build for `wasm32-unknown-unknown`; a crate
 /// joins the wasm steps by being added here.
-pub const WASM_CRATES: &[&str] = &["mesh-core"];
+pub const WASM_CRATES: &[&str] = &["mesh-core", "mesh-client"];
 
 /// Crates whose benches must at least compile (they are not run in CI).
 pub const BENCH_CRATES: &[&str] = &["mesh-core"];
