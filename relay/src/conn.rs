@@ -321,7 +321,8 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
         .take_unacked()
         .into_iter()
         .filter(|(_, u)| u.inbox_id.is_none())
-        .map(|((src, msg_id), u)| (src, msg_id, u.body))
+        // Senders were authenticated, so their keys are valid points.
+        .filter_map(|((src, msg_id), u)| Some((AgentId::from_bytes(&src).ok()?, msg_id, u.body)))
         .collect();
     if frames.is_empty() {
         return;
@@ -477,8 +478,18 @@ async fn handle_frame(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
     };
     match kind {
         FrameKind::Send => route(state, conn, raw).await,
+        FrameKind::Ack => match frame::peek_ack(&raw) {
+            Ok((src, msg_id)) => ack(state, conn, src, msg_id).await,
+            Err(e) => {
+                state
+                    .metrics
+                    .bad_frames
+                    .get_or_create(&reason(e.code().name()))
+                    .inc();
+                conn.send(error_frame(e.code(), 0, 0, &e.to_string())).await;
+            }
+        },
         _ => match Frame::decode(raw) {
-            Ok(Frame::Ack { peer, msg_id }) => ack(state, conn, peer, msg_id).await,
             Ok(Frame::Ping(n)) => {
                 conn.send(Heartbeat::pong_for(n).encode().unwrap_or_default())
                     .await;
@@ -506,7 +517,7 @@ async fn handle_frame(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
     }
 }
 
-async fn ack(state: &AppState, conn: &Arc<Conn>, src: AgentId, msg_id: u64) {
+async fn ack(state: &AppState, conn: &Arc<Conn>, src: [u8; 32], msg_id: u64) {
     let me = conn.agent;
     let from_inbox = match conn.ack(&src, msg_id) {
         Some(u) => u.inbox_id.is_some(),
@@ -516,15 +527,18 @@ async fn ack(state: &AppState, conn: &Arc<Conn>, src: AgentId, msg_id: u64) {
     };
     let mut delivered = !from_inbox;
     if from_inbox {
+        let Ok(src_id) = AgentId::from_bytes(&src) else {
+            return;
+        };
         delivered = state
             .store
-            .call(move |s| s.inbox_ack(&me, &src, msg_id))
+            .call(move |s| s.inbox_ack(&me, &src_id, msg_id))
             .await
             .unwrap_or(false);
     }
     if delivered {
         state.metrics.frames_delivered.inc();
-        if let Some(sender) = state.hub.get(&src) {
+        if let Some(sender) = state.hub.get_raw(&src) {
             sender.try_send(status_frame(me, msg_id, DeliveryStatus::Delivered));
         }
     }
@@ -575,7 +589,7 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
         return;
     }
     let no_store = buf.get(2).is_some_and(|f| f & frame::flags::NO_STORE != 0);
-    let (dst, msg_id) = match frame::send_to_deliver(&mut buf, &src) {
+    let (dst_raw, msg_id) = match frame::rewrite_send_to_deliver(&mut buf, &src) {
         Ok(v) => v,
         Err(e) => {
             state
@@ -592,6 +606,57 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
     let deliver = buf.freeze();
     let body = deliver.slice(mesh_core::limits::ROUTED_HEADER_LEN..);
     state.metrics.bytes_routed.inc_by(body.len() as u64);
+    // Live delivery first, by raw key: a connection's key was validated when
+    // it authenticated, so no point decompression is needed on this path.
+    // A connection that closes under us is looked up again.
+    if dst_raw != *src.as_bytes() {
+        for _ in 0..3 {
+            let Some(target) = state.hub.get_raw(&dst_raw) else {
+                break;
+            };
+            let item = Unacked {
+                frame: deliver.clone(),
+                inbox_id: None,
+                body: body.clone(),
+            };
+            match target.offer(src, msg_id, item) {
+                Offer::Accepted => {
+                    state.metrics.frames_forwarded.inc();
+                    state
+                        .metrics
+                        .route_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    conn.send(status_frame(
+                        target.agent,
+                        msg_id,
+                        DeliveryStatus::Forwarded,
+                    ))
+                    .await;
+                    return;
+                }
+                Offer::Full => break,
+                Offer::Closed => tokio::task::yield_now().await,
+            }
+        }
+    }
+    let dst = match AgentId::from_bytes(&dst_raw) {
+        Ok(d) => d,
+        Err(_) => {
+            state
+                .metrics
+                .bad_frames
+                .get_or_create(&reason("bad_agent_id"))
+                .inc();
+            conn.send(error_frame(
+                ErrorCode::MalformedFrame,
+                msg_id,
+                0,
+                "destination is not a valid agent id",
+            ))
+            .await;
+            return;
+        }
+    };
     let refuse = |code: ErrorCode| {
         state
             .metrics
@@ -607,31 +672,6 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
     if state.is_revoked(&dst) {
         conn.send(refuse(ErrorCode::Revoked)).await;
         return;
-    }
-    // Live delivery; a connection that closes under us is looked up again.
-    for _ in 0..3 {
-        let Some(target) = state.hub.get(&dst) else {
-            break;
-        };
-        let item = Unacked {
-            frame: deliver.clone(),
-            inbox_id: None,
-            body: body.clone(),
-        };
-        match target.offer(src, msg_id, item) {
-            Offer::Accepted => {
-                state.metrics.frames_forwarded.inc();
-                state
-                    .metrics
-                    .route_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                conn.send(status_frame(dst, msg_id, DeliveryStatus::Forwarded))
-                    .await;
-                return;
-            }
-            Offer::Full => break,
-            Offer::Closed => tokio::task::yield_now().await,
-        }
     }
     if no_store {
         conn.send(refuse(ErrorCode::Unreachable)).await;

@@ -42,7 +42,9 @@ pub struct Unacked {
 #[derive(Debug, Default)]
 struct UnackedSet {
     closed: bool,
-    frames: HashMap<(AgentId, u64), Unacked>,
+    /// Keyed by the sender's raw key bytes and the message id, so an ack
+    /// can be matched without decompressing the key.
+    frames: HashMap<([u8; 32], u64), Unacked>,
 }
 
 /// What happened to a frame offered to a connection.
@@ -104,12 +106,13 @@ impl Conn {
         if set.closed {
             return Offer::Closed;
         }
-        if set.frames.len() >= self.max_unacked && !set.frames.contains_key(&(src, msg_id)) {
+        let key = (*src.as_bytes(), msg_id);
+        if set.frames.len() >= self.max_unacked && !set.frames.contains_key(&key) {
             return Offer::Full;
         }
         match self.tx.try_send(Outgoing::Frame(item.frame.clone())) {
             Ok(()) => {
-                set.frames.insert((src, msg_id), item);
+                set.frames.insert(key, item);
                 Offer::Accepted
             }
             Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
@@ -125,7 +128,7 @@ impl Conn {
         if set.closed {
             return false;
         }
-        set.frames.insert((src, msg_id), item);
+        set.frames.insert((*src.as_bytes(), msg_id), item);
         true
     }
 
@@ -140,7 +143,7 @@ impl Conn {
     }
 
     /// Removes an acknowledged frame; returns it if it was outstanding.
-    pub fn ack(&self, src: &AgentId, msg_id: u64) -> Option<Unacked> {
+    pub fn ack(&self, src: &[u8; 32], msg_id: u64) -> Option<Unacked> {
         let out = lock(&self.unacked).frames.remove(&(*src, msg_id));
         if out.is_some() {
             self.inbox_wake.notify_one();
@@ -148,9 +151,10 @@ impl Conn {
         out
     }
 
-    /// Marks the connection ended and takes every unacknowledged frame.
-    /// After this, [`Conn::offer`] answers [`Offer::Closed`].
-    pub fn take_unacked(&self) -> Vec<((AgentId, u64), Unacked)> {
+    /// Marks the connection ended and takes every unacknowledged frame,
+    /// keyed by (sender key bytes, message id). After this, [`Conn::offer`]
+    /// answers [`Offer::Closed`].
+    pub fn take_unacked(&self) -> Vec<(([u8; 32], u64), Unacked)> {
         let mut set = lock(&self.unacked);
         set.closed = true;
         set.frames.drain().collect()
@@ -205,6 +209,12 @@ impl Hub {
     /// The agent's live connection.
     pub fn get(&self, agent: &AgentId) -> Option<Arc<Conn>> {
         lock(&self.conns).get(agent).cloned()
+    }
+
+    /// The live connection of the agent with these key bytes (no point
+    /// decompression: every key in the map was validated at auth).
+    pub fn get_raw(&self, key: &[u8; 32]) -> Option<Arc<Conn>> {
+        lock(&self.conns).get(key).cloned()
     }
 
     /// Removes the agent's entry if it is still connection `conn_id`.
@@ -271,8 +281,11 @@ mod tests {
         assert_eq!(c.offer(agent(2), 2, item(2)), Offer::Accepted);
         assert_eq!(c.offer(agent(2), 3, item(3)), Offer::Accepted);
         assert_eq!(c.offer(agent(2), 4, item(4)), Offer::Full, "unacked limit");
-        assert!(c.ack(&agent(2), 1).is_some());
-        assert!(c.ack(&agent(3), 2).is_none(), "ack names the sender");
+        assert!(c.ack(agent(2).as_bytes(), 1).is_some());
+        assert!(
+            c.ack(agent(3).as_bytes(), 2).is_none(),
+            "ack names the sender"
+        );
         let taken = c.take_unacked();
         assert_eq!(taken.len(), 2);
         assert_eq!(c.offer(agent(2), 5, item(5)), Offer::Closed);

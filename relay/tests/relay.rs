@@ -581,3 +581,28 @@ async fn a_receiver_that_never_reads_slows_no_one_and_loses_nothing() {
     }
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_destination_that_is_not_a_key_is_refused_with_a_typed_error() {
+    let r = relay().await;
+    let mut a = Client::connect(&r.ws_url(), ident(1)).await;
+    let not_a_key = (0u8..=255)
+        .map(|n| [n; 32])
+        .find(|k| mesh_core::AgentId::from_bytes(k).is_err())
+        .expect("some byte pattern is not a valid key");
+    let mut raw = vec![1u8, 0x10, 0];
+    raw.extend_from_slice(&not_a_key);
+    raw.extend_from_slice(&7u64.to_be_bytes());
+    raw.extend_from_slice(b"body");
+    a.send_raw(raw).await;
+    let e = a.next_error().await;
+    assert_eq!((e.code, e.ref_msg_id), (ErrorCode::MalformedFrame, 7));
+    let mut ack = vec![1u8, 0x12, 0];
+    ack.extend_from_slice(&not_a_key);
+    ack.extend_from_slice(&7u64.to_be_bytes());
+    a.send_raw(ack).await; // acks for nonsense keys are ignored
+    let b = Client::connect(&r.ws_url(), ident(2)).await;
+    let id = a.send_to(b.agent(), b"fine").await;
+    assert_eq!(a.status_of(id).await, DeliveryStatus::Forwarded);
+    r.shutdown().await.unwrap();
+}

@@ -571,12 +571,14 @@ pub fn encode_deliver(
     encode_routed(FrameKind::Deliver, flags, src, msg_id, body)
 }
 
-/// Turns an encoded `Send` frame into the `Deliver` frame for its
-/// recipient, in place: the kind byte changes, the destination is replaced
-/// by the authenticated sender `src`, and the `NO_STORE` flag is cleared.
-/// The body is neither parsed nor copied. Returns the destination and
-/// message id that were in the header.
-pub fn send_to_deliver(frame: &mut BytesMut, src: &AgentId) -> Result<(AgentId, u64), FrameError> {
+/// Like [`send_to_deliver`], but returns the destination as raw key bytes
+/// without checking that they are a valid Ed25519 point. Checking costs a
+/// point decompression (several µs); a relay only needs it when the
+/// destination is not one of its live, already-authenticated connections.
+pub fn rewrite_send_to_deliver(
+    frame: &mut BytesMut,
+    src: &AgentId,
+) -> Result<([u8; 32], u64), FrameError> {
     let (kind, _) = peek_kind(frame)?;
     if kind != FrameKind::Send {
         return Err(FrameError::BadValue("not a send frame"));
@@ -590,13 +592,51 @@ pub fn send_to_deliver(frame: &mut BytesMut, src: &AgentId) -> Result<(AgentId, 
             max: MAX_FRAME_LEN,
         });
     }
-    let dst = AgentId::from_slice(&frame[3..35]).map_err(|_| FrameError::BadAgentId)?;
+    let mut dst = [0u8; 32];
+    dst.copy_from_slice(&frame[3..35]);
     let mut id = [0u8; 8];
     id.copy_from_slice(&frame[35..43]);
     frame[1] = FrameKind::Deliver as u8;
     frame[2] = 0;
     frame[3..35].copy_from_slice(src.as_bytes());
     Ok((dst, u64::from_be_bytes(id)))
+}
+
+/// Reads an `Ack` frame's sender and message id without validating the key
+/// (see [`rewrite_send_to_deliver`] for why).
+pub fn peek_ack(buf: &[u8]) -> Result<([u8; 32], u64), FrameError> {
+    let (kind, _) = peek_kind(buf)?;
+    if kind != FrameKind::Ack {
+        return Err(FrameError::BadValue("not an ack frame"));
+    }
+    if buf.len() < ROUTED_HEADER_LEN {
+        return Err(FrameError::Truncated);
+    }
+    if buf.len() > ROUTED_HEADER_LEN {
+        return Err(FrameError::TrailingBytes);
+    }
+    let mut src = [0u8; 32];
+    src.copy_from_slice(&buf[3..35]);
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&buf[35..43]);
+    Ok((src, u64::from_be_bytes(id)))
+}
+
+/// Turns an encoded `Send` frame into the `Deliver` frame for its
+/// recipient, in place: the kind byte changes, the destination is replaced
+/// by the authenticated sender `src`, and the `NO_STORE` flag is cleared.
+/// The body is neither parsed nor copied. Returns the destination and
+/// message id that were in the header.
+pub fn send_to_deliver(frame: &mut BytesMut, src: &AgentId) -> Result<(AgentId, u64), FrameError> {
+    let (kind, _) = peek_kind(frame)?;
+    if kind != FrameKind::Send {
+        return Err(FrameError::BadValue("not a send frame"));
+    }
+    let header = frame.get(3..35).ok_or(FrameError::Truncated)?;
+    // Validate before rewriting, so a refused frame is left untouched.
+    let dst = AgentId::from_slice(header).map_err(|_| FrameError::BadAgentId)?;
+    let (_, msg_id) = rewrite_send_to_deliver(frame, src)?;
+    Ok((dst, msg_id))
 }
 
 #[cfg(test)]
@@ -782,6 +822,39 @@ mod tests {
         }
         let mut not_send = BytesMut::from(&Frame::Ping(1).encode().unwrap()[..]);
         assert!(send_to_deliver(&mut not_send, &id(1)).is_err());
+    }
+
+    #[test]
+    fn unchecked_paths_agree_with_the_checked_ones() {
+        let send = Frame::Send(Routed {
+            peer: id(2),
+            msg_id: 5,
+            flags: 0,
+            body: Bytes::from_static(b"x"),
+        })
+        .encode()
+        .unwrap();
+        let mut a = BytesMut::from(&send[..]);
+        let mut b = BytesMut::from(&send[..]);
+        let (raw, m1) = rewrite_send_to_deliver(&mut a, &id(1)).unwrap();
+        let (checked, m2) = send_to_deliver(&mut b, &id(1)).unwrap();
+        assert_eq!((&raw, m1), (checked.as_bytes(), m2));
+        assert_eq!(a, b);
+        let ack = Frame::Ack {
+            peer: id(3),
+            msg_id: 9,
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(peek_ack(&ack).unwrap(), (*id(3).as_bytes(), 9));
+        assert!(peek_ack(&ack[..ack.len() - 1]).is_err());
+        assert!(peek_ack(&send).is_err());
+        let mut long = ack.to_vec();
+        long.push(0);
+        assert_eq!(peek_ack(&long), Err(FrameError::TrailingBytes));
+        let mut map = std::collections::HashMap::new();
+        map.insert(id(3), 1);
+        assert_eq!(map.get(id(3).as_bytes()), Some(&1));
     }
 
     #[test]

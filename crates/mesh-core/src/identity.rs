@@ -253,6 +253,15 @@ impl AgentId {
     }
 }
 
+/// Lets maps keyed by `AgentId` be queried with raw key bytes, so a relay
+/// can route by a header's 32 bytes without decompressing the point (a
+/// key found in such a map was validated when it was inserted).
+impl std::borrow::Borrow<[u8; 32]> for AgentId {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 impl FromStr for AgentId {
     type Err = IdentityError;
 
