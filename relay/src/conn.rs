@@ -462,17 +462,23 @@ async fn conn_close(conn: &Conn, code: ErrorCode, reason: &str) -> bool {
         .await
 }
 
+/// Counts an invalid frame and tells its sender why (the connection lives).
+async fn reject(state: &AppState, conn: &Conn, e: &frame::FrameError, ref_msg_id: u64) {
+    state
+        .metrics
+        .bad_frames
+        .get_or_create(&reason(e.code().name()))
+        .inc();
+    conn.send(error_frame(e.code(), ref_msg_id, 0, &e.to_string()))
+        .await;
+}
+
 /// Handles one frame from an authenticated agent.
 async fn handle_frame(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
     let kind = match frame::peek_kind(&raw) {
         Ok((kind, _)) => kind,
         Err(e) => {
-            state
-                .metrics
-                .bad_frames
-                .get_or_create(&reason(e.code().name()))
-                .inc();
-            conn.send(error_frame(e.code(), 0, 0, &e.to_string())).await;
+            reject(state, conn, &e, 0).await;
             return;
         }
     };
@@ -481,12 +487,7 @@ async fn handle_frame(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
         FrameKind::Ack => match frame::peek_ack(&raw) {
             Ok((src, msg_id)) => ack(state, conn, src, msg_id).await,
             Err(e) => {
-                state
-                    .metrics
-                    .bad_frames
-                    .get_or_create(&reason(e.code().name()))
-                    .inc();
-                conn.send(error_frame(e.code(), 0, 0, &e.to_string())).await;
+                reject(state, conn, &e, 0).await;
             }
         },
         _ => match Frame::decode(raw) {
@@ -506,12 +507,7 @@ async fn handle_frame(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
                     .await;
             }
             Err(e) => {
-                state
-                    .metrics
-                    .bad_frames
-                    .get_or_create(&reason(e.code().name()))
-                    .inc();
-                conn.send(error_frame(e.code(), 0, 0, &e.to_string())).await;
+                reject(state, conn, &e, 0).await;
             }
         },
     }
@@ -592,13 +588,7 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
     let (dst_raw, msg_id) = match frame::rewrite_send_to_deliver(&mut buf, &src) {
         Ok(v) => v,
         Err(e) => {
-            state
-                .metrics
-                .bad_frames
-                .get_or_create(&reason(e.code().name()))
-                .inc();
-            conn.send(error_frame(e.code(), msg_id_hint, 0, &e.to_string()))
-                .await;
+            reject(state, conn, &e, msg_id_hint).await;
             return;
         }
     };

@@ -155,6 +155,16 @@ impl RegistryClient {
         }
     }
 
+    /// Passes a 2xx response through; turns anything else into the
+    /// registry's typed error.
+    async fn success(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(Self::error(resp).await)
+        }
+    }
+
     fn net(e: reqwest::Error) -> ClientError {
         ClientError::Registry {
             status: 0,
@@ -175,9 +185,7 @@ impl RegistryClient {
             .send()
             .await
             .map_err(Self::net)?;
-        if !resp.status().is_success() {
-            return Err(Self::error(resp).await);
-        }
+        Self::success(resp).await?;
         Ok(card.seq())
     }
 
@@ -188,9 +196,7 @@ impl RegistryClient {
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
-        if !resp.status().is_success() {
-            return Err(Self::error(resp).await);
-        }
+        let resp = Self::success(resp).await?;
         let entry: WireEntry = resp
             .json()
             .await
@@ -229,9 +235,7 @@ impl RegistryClient {
             .send()
             .await
             .map_err(Self::net)?;
-        if !resp.status().is_success() {
-            return Err(Self::error(resp).await);
-        }
+        let resp = Self::success(resp).await?;
         let page: WirePage = resp
             .json()
             .await
@@ -263,9 +267,7 @@ impl RegistryClient {
             .send()
             .await
             .map_err(Self::net)?;
-        if !resp.status().is_success() {
-            return Err(Self::error(resp).await);
-        }
+        Self::success(resp).await?;
         Ok(())
     }
 
@@ -279,9 +281,7 @@ impl RegistryClient {
             .send()
             .await
             .map_err(Self::net)?;
-        if !resp.status().is_success() {
-            return Err(Self::error(resp).await);
-        }
+        Self::success(resp).await?;
         Ok(())
     }
 }

@@ -579,47 +579,42 @@ pub fn rewrite_send_to_deliver(
     frame: &mut BytesMut,
     src: &AgentId,
 ) -> Result<([u8; 32], u64), FrameError> {
-    let (kind, _) = peek_kind(frame)?;
-    if kind != FrameKind::Send {
-        return Err(FrameError::BadValue("not a send frame"));
-    }
-    if frame.len() < ROUTED_HEADER_LEN {
-        return Err(FrameError::Truncated);
-    }
+    let (dst, id) = routed_header(frame, FrameKind::Send)?;
     if frame.len() > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge {
             len: frame.len(),
             max: MAX_FRAME_LEN,
         });
     }
-    let mut dst = [0u8; 32];
-    dst.copy_from_slice(&frame[3..35]);
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&frame[35..43]);
     frame[1] = FrameKind::Deliver as u8;
     frame[2] = 0;
     frame[3..35].copy_from_slice(src.as_bytes());
-    Ok((dst, u64::from_be_bytes(id)))
+    Ok((dst, id))
 }
 
 /// Reads an `Ack` frame's sender and message id without validating the key
 /// (see [`rewrite_send_to_deliver`] for why).
 pub fn peek_ack(buf: &[u8]) -> Result<([u8; 32], u64), FrameError> {
-    let (kind, _) = peek_kind(buf)?;
-    if kind != FrameKind::Ack {
-        return Err(FrameError::BadValue("not an ack frame"));
-    }
-    if buf.len() < ROUTED_HEADER_LEN {
-        return Err(FrameError::Truncated);
-    }
+    let header = routed_header(buf, FrameKind::Ack)?;
     if buf.len() > ROUTED_HEADER_LEN {
         return Err(FrameError::TrailingBytes);
     }
-    let mut src = [0u8; 32];
-    src.copy_from_slice(&buf[3..35]);
+    Ok(header)
+}
+
+/// Checks the head of a frame of `kind` and reads the peer key bytes and
+/// message id that follow it (the layout `Send`, `Deliver` and `Ack` share).
+fn routed_header(buf: &[u8], kind: FrameKind) -> Result<([u8; 32], u64), FrameError> {
+    let (found, _) = peek_kind(buf)?;
+    if found != kind {
+        return Err(FrameError::BadValue("unexpected frame kind"));
+    }
+    let header = buf.get(..ROUTED_HEADER_LEN).ok_or(FrameError::Truncated)?;
+    let mut peer = [0u8; 32];
+    peer.copy_from_slice(&header[3..35]);
     let mut id = [0u8; 8];
-    id.copy_from_slice(&buf[35..43]);
-    Ok((src, u64::from_be_bytes(id)))
+    id.copy_from_slice(&header[35..43]);
+    Ok((peer, u64::from_be_bytes(id)))
 }
 
 /// Turns an encoded `Send` frame into the `Deliver` frame for its
