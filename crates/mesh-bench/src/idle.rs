@@ -82,6 +82,8 @@ pub async fn main(args: Args) -> Result<()> {
 
     let alive = Arc::new(AtomicU64::new(0));
     let mut keepers = JoinSet::new();
+    let relay_cpu0 = relay.cpu_time()?;
+    let bench_cpu0 = procfs::cpu_time("self")?;
     let opening = Instant::now();
     let mut opened = 0u64;
     while opened < args.conns {
@@ -107,6 +109,8 @@ pub async fn main(args: Args) -> Result<()> {
         }
     }
     let open_time = opening.elapsed();
+    let relay_cpu = relay.cpu_time()?.saturating_sub(relay_cpu0);
+    let bench_cpu = procfs::cpu_time("self")?.saturating_sub(bench_cpu0);
 
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
     let after = relay.rss_kib()?;
@@ -128,6 +132,13 @@ pub async fn main(args: Args) -> Result<()> {
         "time to open",
         open_time.as_secs_f64(),
         args.conns as f64 / open_time.as_secs_f64().max(f64::MIN_POSITIVE)
+    );
+    let per_open = |cpu: Duration| cpu.as_secs_f64() * 1e6 / args.conns as f64;
+    println!(
+        "{:<34} {:>9.0} µs (bench: {:.0} µs)",
+        "relay CPU per connection opened",
+        per_open(relay_cpu),
+        per_open(bench_cpu)
     );
     println!(
         "{:<34} {:>8} KiB",

@@ -518,15 +518,23 @@ impl Driver {
                     let err = ClientError::RateLimited {
                         retry_after_ms: e.retry_after_ms,
                     };
+                    let handshake = self.outbox.get(&e.ref_msg_id).is_some_and(|o| {
+                        matches!(
+                            o.frame.get(mesh_core::limits::ROUTED_HEADER_LEN),
+                            Some(1..=3)
+                        )
+                    });
                     match self.outbox.get(&e.ref_msg_id).map(|o| (o.peer, o.tag)) {
                         // A request or chat message: the caller decides.
-                        Some((peer, tag @ (Tag::Request(_) | Tag::Chat(_)))) => {
+                        Some((peer, tag @ (Tag::Request(_) | Tag::Chat(_)))) if !handshake => {
                             self.unqueue(&e.ref_msg_id);
                             self.fail_tag(peer, tag, err);
                         }
                         // A reply, receipt or handshake message has no
-                        // caller to tell: send it again when allowed.
-                        Some((_, Tag::None)) => {
+                        // caller to tell (a stalled handshake would hold up
+                        // every message queued behind it): send it again
+                        // when allowed.
+                        Some(_) => {
                             let at = rt::now_ms() + u64::from(e.retry_after_ms.max(1));
                             self.retries.push((at, e.ref_msg_id));
                         }

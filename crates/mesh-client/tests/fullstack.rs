@@ -623,3 +623,41 @@ async fn acl_file_is_reloaded_when_it_changes_and_typos_do_not_open_it() {
     .is_err());
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn first_contact_chat_to_an_offline_peer_reports_queued_and_arrives_later() {
+    let r = relay().await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    b.close().await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let mut events = a.messages();
+    let id = a
+        .send_message(ident(2).agent_id(), "are you there?")
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        MessageEvent::Queued { msg_id, peer } => {
+            assert_eq!((msg_id, peer), (id, ident(2).agent_id()))
+        }
+        other => panic!("{other:?}"),
+    }
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut inbox = b.messages();
+    loop {
+        if let MessageEvent::Chat { text, .. } =
+            tokio::time::timeout(Duration::from_secs(10), inbox.next())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            assert_eq!(text, "are you there?");
+            break;
+        }
+    }
+    r.shutdown().await.unwrap();
+}

@@ -85,8 +85,9 @@ pub struct Transmit {
     /// The sealed body.
     pub body: Bytes,
     /// The tag given to [`SessionTable::send_tagged`] for the message this
-    /// envelope carries (every fragment carries it), or 0 for handshake
-    /// messages and untagged sends. Lets the caller tie a relay's answer
+    /// envelope carries (every fragment carries it; a handshake's first
+    /// message carries the tag of the message that started it), or 0 for
+    /// other handshake messages and untagged sends. Lets the caller tie a relay's answer
     /// about a frame back to what it carried.
     pub tag: u64,
 }
@@ -338,7 +339,7 @@ impl SessionTable {
         }
         peer.queue.push_back((message, tag));
         if peer.outbound.is_none() {
-            self.start_handshake(to, now_ms)?;
+            self.start_handshake(to, tag, now_ms)?;
         }
         Ok(())
     }
@@ -352,7 +353,15 @@ impl SessionTable {
             .unwrap_or_default()
     }
 
-    fn start_handshake(&mut self, to: AgentId, now_ms: u64) -> Result<(), HandshakeError> {
+    /// Starts a handshake to `to`. Its first message carries `tag` (that of
+    /// the message that needed the session), so a relay's "queued" or
+    /// "refused" for it can be tied to that message.
+    fn start_handshake(
+        &mut self,
+        to: AgentId,
+        tag: u64,
+        now_ms: u64,
+    ) -> Result<(), HandshakeError> {
         let session_id = random_u64()?;
         let (hs, msg1) = Handshake::initiate(&self.noise, to)?;
         let peer = self.peers.entry(to).or_default();
@@ -369,7 +378,7 @@ impl SessionTable {
                 message: msg1.into(),
             }
             .encode(),
-            tag: 0,
+            tag,
         });
         Ok(())
     }
@@ -384,7 +393,7 @@ impl SessionTable {
         let due = s.next_nonce >= self.config.rekey_after_messages
             || now_ms.saturating_sub(s.established_ms) >= self.config.rekey_after_ms;
         if due && peer.outbound.is_none() {
-            self.start_handshake(to, now_ms)?;
+            self.start_handshake(to, 0, now_ms)?;
         }
         Ok(())
     }
@@ -677,7 +686,7 @@ impl SessionTable {
                 session_id: sid,
             });
             if peer.outbound.is_none() {
-                if let Err(error) = self.start_handshake(from, now_ms) {
+                if let Err(error) = self.start_handshake(from, 0, now_ms) {
                     self.events.push_back(SessionEvent::Unreachable {
                         peer: from,
                         error,
@@ -1157,7 +1166,10 @@ mod tag_tests {
         };
         a.send_tagged(idb, big, 42, 0).unwrap();
         let m1 = a.poll_transmit().unwrap();
-        assert_eq!(m1.tag, 0, "handshake messages are untagged");
+        assert_eq!(
+            m1.tag, 42,
+            "message 1 carries the tag of the message that needed it"
+        );
         b.handle_incoming(ida, m1.body, 0).unwrap();
         let m2 = b.poll_transmit().unwrap();
         a.handle_incoming(idb, m2.body, 0).unwrap();
