@@ -12,6 +12,7 @@ mod forwarder;
 mod idle;
 mod latency;
 mod procfs;
+mod rpc;
 mod server;
 mod throughput;
 mod wire;
@@ -42,6 +43,9 @@ enum Command {
     Throughput(throughput::Args),
     /// Relay memory (RSS) per authenticated idle connection.
     Idle(idle::Args),
+    /// End-to-end encrypted request/response with mesh-client: first
+    /// contact, warm latency, requests/s, latency at a fixed offered rate.
+    Rpc(rpc::Args),
     /// Serve the trivial forwarder that `throughput --baseline` measures
     /// (started by mesh-bench itself; no auth, storage or acks).
     Forwarder(forwarder::Args),
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Throughput(args) => throughput::main(args).await,
         Command::Idle(args) => idle::main(args).await,
+        Command::Rpc(args) => rpc::main(args).await,
         Command::Forwarder(args) => forwarder::main(args).await,
     }
 }

@@ -1,0 +1,207 @@
+//! End-to-end encrypted request/response through the relay, as a
+//! `mesh-client` user sees it: first contact (Noise handshake + first
+//! request), warm sequential latency, requests/s with many in flight, and
+//! latency at a fixed offered rate (open loop: requests start on a clock,
+//! not when the previous one ends, so a slow answer cannot hide queueing).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mesh_client::{ClientOptions, MeshClient};
+use mesh_core::acl::Policy;
+use mesh_core::Identity;
+
+use crate::latency::LatencyHistogram;
+use crate::server::{relay_bin, relay_command, ServerProcess};
+
+/// `mesh-bench rpc` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Sequential warm requests to time.
+    #[arg(long, default_value_t = 5000)]
+    samples: u64,
+    /// First contacts to time (each with a fresh identity).
+    #[arg(long, default_value_t = 50)]
+    first_contacts: u64,
+    /// Requests in flight for the closed-loop throughput run.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Offered rate for the open-loop run, requests/s.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Duration of each timed run, seconds.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Request body size, bytes (echoed back).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// The relay binary (default: next to mesh-bench).
+    #[arg(long)]
+    relay_bin: Option<std::path::PathBuf>,
+}
+
+fn options() -> ClientOptions {
+    ClientOptions {
+        acl: Policy::allow_all(),
+        request_timeout_ms: 10_000,
+        ..ClientOptions::default()
+    }
+}
+
+fn us(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0} µs", d.as_secs_f64() * 1e6))
+}
+
+fn row(name: &str, h: &LatencyHistogram, extra: &str) {
+    println!(
+        "{name:<28} n={:<8} p50 {:>10}  p99 {:>10}  p99.9 {:>10}  {extra}",
+        h.len(),
+        us(h.quantile(0.50)),
+        us(h.quantile(0.99)),
+        us(h.quantile(0.999)),
+    );
+}
+
+/// Runs the benchmark.
+pub async fn main(args: Args) -> Result<()> {
+    let relay = ServerProcess::spawn(
+        "relay",
+        relay_command(&relay_bin(args.relay_bin.as_deref())?, &[]),
+    )
+    .await?;
+    let url = format!("ws://{}/v1/ws", relay.addr);
+    let server = MeshClient::connect(&url, Identity::generate()?, options())
+        .await
+        .context("connecting the echo agent")?;
+    server.handle("echo", |req| async move { Ok(req.body) });
+    let peer = server.agent_id();
+    let body = bytes::Bytes::from(vec![0x5au8; args.size]);
+
+    println!(
+        "relay {} · body {} B · loopback, 2 cores shared by relay and clients",
+        relay.addr, args.size
+    );
+
+    // First contact: a new identity each time, so every request pays the
+    // connection, the relay auth and the Noise handshake.
+    let mut first = LatencyHistogram::default();
+    for _ in 0..args.first_contacts {
+        let c = MeshClient::connect(&url, Identity::generate()?, options()).await?;
+        let t = Instant::now();
+        c.request(peer, "echo", body.clone())
+            .await
+            .context("first-contact request")?;
+        first.record(t.elapsed().as_nanos() as u64);
+        c.close().await;
+    }
+    row("first contact (handshake+req)", &first, "");
+
+    let client = MeshClient::connect(&url, Identity::generate()?, options()).await?;
+    client.request(peer, "echo", body.clone()).await?;
+    let mut warm = LatencyHistogram::default();
+    let started = Instant::now();
+    for _ in 0..args.samples {
+        let t = Instant::now();
+        client.request(peer, "echo", body.clone()).await?;
+        warm.record(t.elapsed().as_nanos() as u64);
+    }
+    let rate = args.samples as f64 / started.elapsed().as_secs_f64();
+    row("warm, one at a time", &warm, &format!("{rate:.0} req/s"));
+
+    // Closed loop: `concurrency` requests always in flight.
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(LatencyHistogram::default()));
+    let mut tasks = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..args.concurrency {
+        let (client, body, done, stop, hist) = (
+            client.clone(),
+            body.clone(),
+            done.clone(),
+            stop.clone(),
+            hist.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut local = LatencyHistogram::default();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if client.request(peer, "echo", body.clone()).await.is_ok() {
+                    local.record(t.elapsed().as_nanos() as u64);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Ok(mut h) = hist.lock() {
+                h.merge(&local);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let closed_rate = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    if let Ok(h) = hist.lock() {
+        row(
+            &format!("closed loop, {} in flight", args.concurrency),
+            &h,
+            &format!("{closed_rate:.0} req/s"),
+        );
+    }
+
+    // Open loop at a fixed offered rate.
+    let hist = Arc::new(Mutex::new(LatencyHistogram::default()));
+    let failed = Arc::new(AtomicU64::new(0));
+    let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    let total = args.rate * args.seconds;
+    let t0 = Instant::now();
+    let mut handles = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = t0 + interval * i as u32;
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep(due - now).await;
+        }
+        let (client, body, hist, failed) =
+            (client.clone(), body.clone(), hist.clone(), failed.clone());
+        handles.push(tokio::spawn(async move {
+            // Latency counts from when the request was due, not when the
+            // generator got round to it (no coordinated omission).
+            match client.request(peer, "echo", body).await {
+                Ok(_) => {
+                    if let Ok(mut h) = hist.lock() {
+                        h.record(due.elapsed().as_nanos() as u64);
+                    }
+                }
+                Err(_) => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let achieved = total as f64 / t0.elapsed().as_secs_f64();
+    if let Ok(h) = hist.lock() {
+        row(
+            &format!("open loop at {} req/s", args.rate),
+            &h,
+            &format!(
+                "achieved {achieved:.0} req/s, {} failed",
+                failed.load(Ordering::Relaxed)
+            ),
+        );
+    }
+    println!(
+        "relay RSS {} KiB, relay CPU {:?}",
+        relay.rss_kib()?,
+        relay.cpu_time()?
+    );
+    client.close().await;
+    server.close().await;
+    Ok(())
+}
