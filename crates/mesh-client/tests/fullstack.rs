@@ -661,3 +661,31 @@ async fn first_contact_chat_to_an_offline_peer_reports_queued_and_arrives_later(
     }
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_restarted_peer_gets_a_new_session_and_requests_keep_working() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "one").await.unwrap(),
+        Bytes::from("one")
+    );
+    // B's process restarts: same identity, no session state.
+    b.close().await;
+    drop(b);
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    // A still holds the old session; B answers `SessionUnknown`, A
+    // re-handshakes and sends the request again.
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "two").await.unwrap(),
+        Bytes::from("two")
+    );
+    assert_eq!(
+        a.request(b.agent_id(), "echo", "three").await.unwrap(),
+        Bytes::from("three")
+    );
+    r.shutdown().await.unwrap();
+}
