@@ -251,20 +251,52 @@ async fn writer(
     conn: Arc<Conn>,
     timeout: Duration,
 ) {
-    while let Some(out) = rx.recv().await {
-        let (msg, last) = match out {
-            Outgoing::Frame(b) => (Message::Binary(b), false),
-            Outgoing::Close(code, reason) => (close_message(code, &reason), true),
+    let fail = |code: ErrorCode, why: &str| conn.request_close(code, why.to_string());
+    loop {
+        let first = tokio::select! {
+            out = rx.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+            _ = conn.overflow_wake.notified() => Outgoing::Frame(Bytes::new()),
         };
-        match tokio::time::timeout(timeout, sink.send(msg)).await {
-            Ok(Ok(())) if !last => {}
+        // Write everything queued, then flush once: one syscall for a burst
+        // instead of one per frame.
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(out) => batch.push(out),
+                Err(_) => break,
+            }
+        }
+        let mut closing = false;
+        let written = tokio::time::timeout(timeout, async {
+            for out in batch {
+                match out {
+                    Outgoing::Frame(b) if b.is_empty() => {}
+                    Outgoing::Frame(b) => sink.feed(Message::Binary(b)).await?,
+                    Outgoing::Close(code, reason) => {
+                        sink.feed(close_message(code, &reason)).await?;
+                        closing = true;
+                        break;
+                    }
+                }
+            }
+            for b in conn.take_overflow() {
+                sink.feed(Message::Binary(b)).await?;
+            }
+            sink.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) if !closing => {}
             Ok(Ok(())) => break,
             Ok(Err(_)) => {
-                conn.request_close(ErrorCode::Internal, "write failed");
+                fail(ErrorCode::Internal, "write failed");
                 break;
             }
             Err(_) => {
-                conn.request_close(ErrorCode::HeartbeatTimeout, "write timed out");
+                fail(ErrorCode::HeartbeatTimeout, "write timed out");
                 break;
             }
         }
@@ -306,6 +338,14 @@ async fn inbox_pump(state: AppState, conn: Arc<Conn>) {
                 }
             }
             if full_batch {
+                continue;
+            }
+        }
+        if !conn.has_room() {
+            conn.pump_wants_room
+                .store(true, std::sync::atomic::Ordering::Release);
+            // An ack may have made room between the check and the flag.
+            if conn.has_room() {
                 continue;
             }
         }
@@ -535,7 +575,7 @@ async fn ack(state: &AppState, conn: &Arc<Conn>, src: [u8; 32], msg_id: u64) {
     if delivered {
         state.metrics.frames_delivered.inc();
         if let Some(sender) = state.hub.get_raw(&src) {
-            sender.try_send(status_frame(me, msg_id, DeliveryStatus::Delivered));
+            sender.send_status(status_frame(me, msg_id, DeliveryStatus::Delivered));
         }
     }
 }

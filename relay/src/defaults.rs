@@ -98,5 +98,11 @@ pub const HOUSEKEEPING_INTERVAL_MS: u64 = 60_000;
 /// would dominate idle memory; frames are read incrementally either way.
 pub const WS_READ_BUFFER: usize = 4 * 1024;
 
-/// WebSocket write buffer target per connection: write each message at once.
-pub const WS_WRITE_BUFFER: usize = 0;
+/// WebSocket write buffer target per connection. The writer feeds every
+/// queued frame and then flushes once, so a burst costs one syscall; the
+/// buffer only grows while a burst is being written.
+pub const WS_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Pending connections the listening socket queues (the OS default of 128
+/// overflows when many agents reconnect at once after a relay restart).
+pub const LISTEN_BACKLOG: u32 = 4096;

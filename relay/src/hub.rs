@@ -11,7 +11,8 @@
 //! ever held across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -71,7 +72,19 @@ pub struct Conn {
     close: watch::Sender<Option<(ErrorCode, String)>>,
     /// Woken when the agent's inbox may have new frames or room opened up.
     pub inbox_wake: Notify,
+    /// Set while the inbox pump waits for acknowledgements to make room, so
+    /// acks wake it only then (not on every ack).
+    pub pump_wants_room: AtomicBool,
+    /// Status frames that found the queue full: written by the writer after
+    /// what is queued, so a `delivered` is never dropped for a busy sender.
+    overflow: Mutex<VecDeque<Bytes>>,
+    /// Wakes the writer when `overflow` gains a frame.
+    pub overflow_wake: Notify,
 }
+
+/// Status frames kept per connection when its queue is full; past this the
+/// connection is too far behind and the oldest statuses give way.
+const MAX_OVERFLOW: usize = 16_384;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data
@@ -96,6 +109,9 @@ impl Conn {
             max_unacked,
             close,
             inbox_wake: Notify::new(),
+            pump_wants_room: AtomicBool::new(false),
+            overflow: Mutex::new(VecDeque::new()),
+            overflow_wake: Notify::new(),
         })
     }
 
@@ -145,7 +161,8 @@ impl Conn {
     /// Removes an acknowledged frame; returns it if it was outstanding.
     pub fn ack(&self, src: &[u8; 32], msg_id: u64) -> Option<Unacked> {
         let out = lock(&self.unacked).frames.remove(&(*src, msg_id));
-        if out.is_some() {
+        if out.is_some() && self.pump_wants_room.load(Ordering::Acquire) && self.has_room() {
+            self.pump_wants_room.store(false, Ordering::Release);
             self.inbox_wake.notify_one();
         }
         out
@@ -173,6 +190,29 @@ impl Conn {
     /// Sends a frame on this connection if there is queue space now.
     pub fn try_send(&self, frame: Bytes) -> bool {
         self.tx.try_send(Outgoing::Frame(frame)).is_ok()
+    }
+
+    /// Queues a status frame, never dropping it: when the queue is full it
+    /// waits in a side queue the writer drains after what is already queued.
+    pub fn send_status(&self, frame: Bytes) {
+        match self.tx.try_send(Outgoing::Frame(frame)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(Outgoing::Frame(frame))) => {
+                let mut q = lock(&self.overflow);
+                if q.len() >= MAX_OVERFLOW {
+                    q.pop_front();
+                }
+                q.push_back(frame);
+                drop(q);
+                self.overflow_wake.notify_one();
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+        }
+    }
+
+    /// Takes the status frames waiting in the side queue.
+    pub fn take_overflow(&self) -> Vec<Bytes> {
+        lock(&self.overflow).drain(..).collect()
     }
 
     /// Asks the connection to close with `code` (replaced, revoked, going

@@ -263,9 +263,21 @@ impl RunningRelay {
     }
 }
 
+/// Binds `addr` with a deep accept queue ([`defaults::LISTEN_BACKLOG`]).
+fn bind(addr: SocketAddr) -> Result<TcpListener, RelayError> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(defaults::LISTEN_BACKLOG)?)
+}
+
 /// Binds `config.listen` and serves in a background task.
 pub async fn start(config: Config) -> Result<RunningRelay, RelayError> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = bind(config.listen)?;
     let addr = listener.local_addr()?;
     let state = build_state(config).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -285,7 +297,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = bind(config.listen)?;
     let addr = listener.local_addr()?;
     let state = build_state(config).await?;
     tracing::info!(

@@ -44,6 +44,7 @@ fn protocol_md_lists_every_relay_default() {
         ),
         ("WS_READ_BUFFER", WS_READ_BUFFER.to_string()),
         ("WS_WRITE_BUFFER", WS_WRITE_BUFFER.to_string()),
+        ("LISTEN_BACKLOG", LISTEN_BACKLOG.to_string()),
     ];
     let source = include_str!("../src/defaults.rs");
     for name in source

@@ -42,6 +42,8 @@ use crate::transport::{self, CloseInfo, Incoming};
 const SEEN_CAPACITY: usize = 65_536;
 /// Frames kept for resending until the relay confirms them.
 const OUTBOX_CAPACITY: usize = 8_192;
+/// Events handled before the written frames are flushed.
+const BURST: usize = 64;
 /// Bytes of frames kept for resending (64 MiB).
 const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
 
@@ -275,6 +277,18 @@ impl Driver {
                 },
                 _ = timer => self.on_timer().await,
             }
+            // Handle whatever else is ready before writing, so a burst of
+            // frames (replies, acks) leaves in one write.
+            for _ in 0..BURST {
+                if let Ok(ev) = ev_rx.try_recv() {
+                    self.on_event(ev).await;
+                } else if let Ok(cmd) = cmd_rx.try_recv() {
+                    self.on_command(cmd).await;
+                } else {
+                    break;
+                }
+            }
+            self.flush().await;
         }
         if let Some(mut link) = self.link.take() {
             link.sender.close().await;
@@ -459,11 +473,25 @@ impl Driver {
         }
     }
 
+    /// Buffers a frame for the relay; the run loop flushes after each burst.
     async fn write(&mut self, frame: Bytes) {
         let failed = match self.link.as_mut() {
-            Some(link) => link.sender.send(frame).await.is_err(),
+            Some(link) => link.sender.feed(frame).await.is_err(),
             None => false,
         };
+        self.after_write(failed).await;
+    }
+
+    /// Writes everything buffered.
+    async fn flush(&mut self) {
+        let failed = match self.link.as_mut() {
+            Some(link) => link.sender.flush().await.is_err(),
+            None => false,
+        };
+        self.after_write(failed).await;
+    }
+
+    async fn after_write(&mut self, failed: bool) {
         if failed {
             // The reader will report the close; stop writing to it now.
             if let Some(mut link) = self.link.take() {

@@ -72,12 +72,25 @@ mod imp {
     }
 
     impl Sender {
-        /// Sends one binary frame.
+        /// Sends one binary frame now.
         pub async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
             self.sink
                 .send(Message::Binary(frame))
                 .await
                 .map_err(|_| TransportError::Send)
+        }
+
+        /// Buffers one binary frame; [`Sender::flush`] writes the batch.
+        pub async fn feed(&mut self, frame: Bytes) -> Result<(), TransportError> {
+            self.sink
+                .feed(Message::Binary(frame))
+                .await
+                .map_err(|_| TransportError::Send)
+        }
+
+        /// Writes everything fed so far.
+        pub async fn flush(&mut self) -> Result<(), TransportError> {
+            self.sink.flush().await.map_err(|_| TransportError::Send)
         }
 
         /// Closes the socket politely.
@@ -163,6 +176,16 @@ mod imp {
             self.ws
                 .send_with_u8_array(&frame)
                 .map_err(|_| TransportError::Send)
+        }
+
+        /// Sends one binary frame (the browser buffers it already).
+        pub async fn feed(&mut self, frame: Bytes) -> Result<(), TransportError> {
+            self.send(frame).await
+        }
+
+        /// Nothing to do: the browser writes as it can.
+        pub async fn flush(&mut self) -> Result<(), TransportError> {
+            Ok(())
         }
 
         /// Closes the socket politely.
