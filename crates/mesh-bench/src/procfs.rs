@@ -45,6 +45,33 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time the whole machine has spent running processes (all cores,
+/// user and kernel, plus time stolen by the hypervisor), from the first
+/// line of `/proc/stat`.
+pub fn machine_busy() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let ticks = parse_machine_busy(&stat).context("unexpected /proc/stat")?;
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_sec() as f64,
+    ))
+}
+
+fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    // Fields: user nice system idle iowait irq softirq steal (guest time
+    // is already in user). Interrupt time is left out: the loopback
+    // traffic under measurement is processed there, not in any process.
+    let busy = [0, 1, 2, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum();
+    (f.len() >= 4).then_some(busy)
+}
+
 /// `sysconf(_SC_CLK_TCK)`, asked of `getconf` once (100 on every common
 /// Linux; used if `getconf` is missing).
 fn clock_ticks_per_sec() -> u64 {
@@ -98,6 +125,13 @@ mod tests {
     }
 
     #[test]
+    fn parses_machine_busy_time() {
+        let stat = "cpu  100 5 30 9000 7 2 3 1 0 0\ncpu0 50 2 15 4500 3 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(136));
+        assert_eq!(parse_machine_busy("intr 1 2 3\n"), None);
+    }
+
+    #[test]
     fn parses_the_open_files_limit() {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            20000                20000                files\n";
@@ -111,6 +145,7 @@ mod tests {
     fn reads_this_process() {
         assert!(rss_kib("self").is_ok_and(|kib| kib > 0));
         assert!(cpu_time("self").is_ok());
+        assert!(machine_busy().is_ok());
         assert!(open_files_limit("self").is_ok());
     }
 }

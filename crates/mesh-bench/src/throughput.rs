@@ -35,6 +35,10 @@ use crate::wire::{self, FromRelay, BASELINE_HEADER_LEN};
 /// baseline's, for 1 KiB frames.
 const TARGET_SHARE: f64 = 0.50;
 
+/// Other processes' CPU, as a share of one core, above which a run is
+/// flagged as disturbed.
+const DISTURBED_SHARE: f64 = 0.15;
+
 /// Messages queued for one client socket's writer.
 const WRITER_QUEUE: usize = 1024;
 
@@ -176,6 +180,9 @@ struct RunResult {
     server_rss_kib: u64,
     server_cpu: Duration,
     client_cpu: Duration,
+    /// CPU time the rest of the machine used meanwhile (other processes,
+    /// interrupts): anything much above zero means disturbed figures.
+    others_cpu: Duration,
     /// Frames sent (warm-up and measurement).
     sent: u64,
     statuses: StatusCounts,
@@ -343,11 +350,15 @@ async fn run(target: Target, server: &ServerProcess, load: Load) -> Result<RunRe
     tokio::time::sleep_until(start).await;
     let server_cpu0 = server.cpu_time()?;
     let client_cpu0 = procfs::cpu_time("self")?;
+    let machine0 = procfs::machine_busy()?;
     let cpu_from = Instant::now();
     tokio::time::sleep_until(end).await;
     let cpu_wall = cpu_from.elapsed();
     let server_cpu = server.cpu_time()?.saturating_sub(server_cpu0);
     let client_cpu = procfs::cpu_time("self")?.saturating_sub(client_cpu0);
+    let others_cpu = procfs::machine_busy()?
+        .saturating_sub(machine0)
+        .saturating_sub(server_cpu + client_cpu);
     let server_rss_kib = server.rss_kib()?;
 
     let mut latency = LatencyHistogram::default();
@@ -387,6 +398,7 @@ async fn run(target: Target, server: &ServerProcess, load: Load) -> Result<RunRe
         server_rss_kib,
         server_cpu,
         client_cpu,
+        others_cpu,
         sent,
         statuses,
         anomalies,
@@ -585,7 +597,7 @@ fn fmt_latency(d: Option<Duration>) -> String {
 fn print_report(results: &[RunResult], load: Load) {
     println!();
     println!(
-        "{:<9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>11} {:>9} {:>9} {:>10}",
+        "{:<9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>11} {:>9} {:>9} {:>9} {:>10}",
         "target",
         "frames/s",
         "MiB/s",
@@ -595,12 +607,13 @@ fn print_report(results: &[RunResult], load: Load) {
         "server RSS",
         "srv CPU",
         "bench CPU",
+        "others",
         "srv µs/fr"
     );
     for r in results {
         let secs = r.cpu_wall.as_secs_f64().max(f64::MIN_POSITIVE);
         println!(
-            "{:<9} {:>11.0} {:>9.1} {:>10} {:>10} {:>10} {:>7.1} MiB {:>8.0}% {:>8.0}% {:>10.2}",
+            "{:<9} {:>11.0} {:>9.1} {:>10} {:>10} {:>10} {:>7.1} MiB {:>8.0}% {:>8.0}% {:>8.0}% {:>10.2}",
             r.target.name(),
             per_sec(r.frames, r.measured),
             per_sec(r.bytes, r.measured) / (1024.0 * 1024.0),
@@ -610,16 +623,31 @@ fn print_report(results: &[RunResult], load: Load) {
             r.server_rss_kib as f64 / 1024.0,
             r.server_cpu.as_secs_f64() / secs * 100.0,
             r.client_cpu.as_secs_f64() / secs * 100.0,
+            r.others_cpu.as_secs_f64() / secs * 100.0,
             r.server_cpu.as_secs_f64() * 1e6 / r.frames as f64,
         );
     }
+    let disturbed: Vec<&str> = results
+        .iter()
+        .filter(|r| r.others_cpu.as_secs_f64() > DISTURBED_SHARE * r.cpu_wall.as_secs_f64())
+        .map(|r| r.target.name())
+        .collect();
     println!();
     println!(
         "frames/s and MiB/s count frames received in the measured window; latency is one-way \
-         (send timestamp -> receiver arrival, {} samples max); CPU % is of one core, srv µs/fr \
-         is server CPU time per routed frame; RSS is at the end of the run.",
+         (send timestamp -> receiver arrival, {} samples max); CPU % is of one core (others: \
+         every other process on the machine); srv µs/fr is server CPU time per routed frame; \
+         RSS is at the end of the run.",
         results.iter().map(|r| r.latency.len()).max().unwrap_or(0)
     );
+    if !disturbed.is_empty() {
+        println!(
+            "WARNING: other processes used more than {:.0} % of a core during the {} run(s): \
+             these figures are disturbed; rerun on a quiet machine.",
+            DISTURBED_SHARE * 100.0,
+            disturbed.join(" and ")
+        );
+    }
     for r in results {
         let s = &r.statuses;
         if r.target == Target::Relay {
