@@ -625,6 +625,7 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
         return;
     }
     let no_store = buf.get(2).is_some_and(|f| f & frame::flags::NO_STORE != 0);
+    let quiet = buf.get(2).is_some_and(|f| f & frame::flags::QUIET != 0);
     let (dst_raw, msg_id) = match frame::rewrite_send_to_deliver(&mut buf, &src) {
         Ok(v) => v,
         Err(e) => {
@@ -656,12 +657,14 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
                         .metrics
                         .route_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    conn.send(status_frame(
-                        target.agent,
-                        msg_id,
-                        DeliveryStatus::Forwarded,
-                    ))
-                    .await;
+                    if !quiet {
+                        conn.send(status_frame(
+                            target.agent,
+                            msg_id,
+                            DeliveryStatus::Forwarded,
+                        ))
+                        .await;
+                    }
                     return;
                 }
                 Offer::Full => break,

@@ -606,3 +606,21 @@ async fn a_destination_that_is_not_a_key_is_refused_with_a_typed_error() {
     assert_eq!(a.status_of(id).await, DeliveryStatus::Forwarded);
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn quiet_sends_skip_the_forwarded_status_but_not_delivered() {
+    let r = relay().await;
+    let mut a = Client::connect(&r.ws_url(), ident(1)).await;
+    let mut b = Client::connect(&r.ws_url(), ident(2)).await;
+    a.send_msg(b.agent(), 5, b"quiet", frame::flags::QUIET)
+        .await;
+    let d = b.next_deliver().await;
+    assert_eq!(d.flags, 0, "flags never leak to the recipient");
+    b.ack(a.agent(), 5).await;
+    assert_eq!(
+        a.status_of(5).await,
+        DeliveryStatus::Delivered,
+        "no forwarded before it"
+    );
+    r.shutdown().await.unwrap();
+}

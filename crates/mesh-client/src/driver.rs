@@ -710,10 +710,12 @@ impl Driver {
                 };
                 let msg_id = self.next_msg_id;
                 self.next_msg_id = self.next_msg_id.wrapping_add(1);
+                // `forwarded` would change nothing here: frames stay in the
+                // outbox until `queued` or `delivered`.
                 let frame = Frame::Send(Routed {
                     peer: t.to,
                     msg_id,
-                    flags: 0,
+                    flags: mesh_core::frame::flags::QUIET,
                     body: t.body,
                 });
                 let Ok(frame) = frame.encode() else { continue };

@@ -73,7 +73,7 @@ impl FrameKind {
         match self {
             FrameKind::AuthResponse => flags::HAS_RESUME_TOKEN,
             FrameKind::AuthOk => flags::RESUMED,
-            FrameKind::Send => flags::NO_STORE,
+            FrameKind::Send => flags::NO_STORE | flags::QUIET,
             FrameKind::Deliver => flags::REDELIVERY,
             _ => 0,
         }
@@ -89,6 +89,10 @@ pub mod flags {
     pub const RESUMED: u8 = 0x01;
     /// `Send`: do not queue for an offline recipient; refuse instead.
     pub const NO_STORE: u8 = 0x01;
+    /// `Send`: omit the `forwarded` status; report only `queued`,
+    /// `delivered` and refusals (saves one message per frame for clients
+    /// that wait for `delivered` anyway).
+    pub const QUIET: u8 = 0x02;
     /// `Deliver`: this frame may have been delivered before (from the inbox
     /// after a reconnect); the receiver de-duplicates by (sender, message id).
     pub const REDELIVERY: u8 = 0x01;
