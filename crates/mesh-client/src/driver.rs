@@ -43,7 +43,7 @@ const SEEN_CAPACITY: usize = 65_536;
 /// Frames kept for resending until the relay confirms them.
 const OUTBOX_CAPACITY: usize = 8_192;
 /// Events handled before the written frames are flushed.
-const BURST: usize = 64;
+const BURST: usize = 8;
 /// Bytes of frames kept for resending (64 MiB).
 const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
 
@@ -128,6 +128,7 @@ struct Driver {
     serving: HashMap<(AgentId, u64), CancelTrigger>,
     chat_ids: HashSet<u64>,
     retries: Vec<(u64, u64)>,
+    new_link_rx: Option<(u64, transport::Receiver)>,
     done: bool,
 }
 
@@ -174,6 +175,7 @@ pub(crate) async fn start(
         serving: HashMap::new(),
         chat_ids: HashSet::new(),
         retries: Vec::new(),
+        new_link_rx: None,
         done: false,
     };
     driver.start_attempt();
@@ -259,34 +261,51 @@ impl Driver {
         mut cmd_rx: mpsc::UnboundedReceiver<Command>,
         mut ev_rx: mpsc::UnboundedReceiver<Event>,
     ) {
+        // The current link's incoming frames, read here directly.
+        let mut link_rx: Option<(u64, transport::Receiver)> = None;
         while !self.done {
             let now = rt::now_ms();
             let wake = self
                 .next_wake()
                 .map_or(60_000, |t| t.saturating_sub(now))
                 .min(60_000);
-            let mut timer = Box::pin(rt::sleep_ms(wake)).fuse();
-            futures::select_biased! {
-                ev = ev_rx.next() => match ev {
-                    Some(ev) => self.on_event(ev).await,
-                    None => break,
-                },
-                cmd = cmd_rx.next() => match cmd {
-                    Some(cmd) => self.on_command(cmd).await,
-                    None => break,
-                },
-                _ = timer => self.on_timer().await,
+            let step = {
+                let mut timer = Box::pin(rt::sleep_ms(wake)).fuse();
+                let mut incoming = Box::pin(next_incoming(&mut link_rx)).fuse();
+                futures::select_biased! {
+                    got = incoming => Step::Event(Event::Link { id: got.0, incoming: got.1 }),
+                    ev = ev_rx.next() => ev.map_or(Step::Stop, Step::Event),
+                    cmd = cmd_rx.next() => cmd.map_or(Step::Stop, Step::Command),
+                    _ = timer => Step::Timer,
+                }
+            };
+            match step {
+                Step::Event(ev) => self.on_event(ev).await,
+                Step::Command(cmd) => self.on_command(cmd).await,
+                Step::Timer => self.on_timer().await,
+                Step::Stop => break,
             }
             // Handle whatever else is ready before writing, so a burst of
             // frames (replies, acks) leaves in one write.
             for _ in 0..BURST {
-                if let Ok(ev) = ev_rx.try_recv() {
+                let ready = link_rx
+                    .as_mut()
+                    .and_then(|(id, rx)| rx.try_recv().ok().map(|i| (*id, i)));
+                if let Some((id, incoming)) = ready {
+                    self.on_event(Event::Link { id, incoming }).await;
+                } else if let Ok(ev) = ev_rx.try_recv() {
                     self.on_event(ev).await;
                 } else if let Ok(cmd) = cmd_rx.try_recv() {
                     self.on_command(cmd).await;
                 } else {
                     break;
                 }
+            }
+            if let Some(new) = self.new_link_rx.take() {
+                link_rx = Some(new);
+            }
+            if link_rx.as_ref().map(|(id, _)| *id) != self.link.as_ref().map(|l| l.id) {
+                link_rx = None;
             }
             self.flush().await;
         }
@@ -360,7 +379,7 @@ impl Driver {
             Event::Connected {
                 attempt,
                 sender,
-                mut rx,
+                rx,
                 session,
             } => {
                 if self.connecting != Some(attempt) || self.done {
@@ -373,22 +392,9 @@ impl Driver {
                 self.resume = Some(session.resume_token);
                 self.backoff_ms = self.shared.options.reconnect_initial_ms;
                 let heartbeat_ms = u64::from(session.heartbeat_ms.max(1000));
-                let ev_tx = self.ev_tx.clone();
-                rt::spawn(async move {
-                    while let Some(incoming) = rx.next().await {
-                        let closed = matches!(incoming, Incoming::Closed(_));
-                        if ev_tx
-                            .unbounded_send(Event::Link {
-                                id: attempt,
-                                incoming,
-                            })
-                            .is_err()
-                            || closed
-                        {
-                            return;
-                        }
-                    }
-                });
+                // The run loop reads this link's frames itself (no
+                // forwarding task: one hand-off fewer per frame).
+                self.new_link_rx = Some((attempt, rx));
                 self.link = Some(Link {
                     id: attempt,
                     sender,
@@ -1117,6 +1123,22 @@ impl Driver {
             self.start_attempt();
         }
         self.pump().await;
+    }
+}
+
+/// What woke the run loop.
+enum Step {
+    Event(Event),
+    Command(Command),
+    Timer,
+    Stop,
+}
+
+/// The next event of the current link; never resolves without one.
+async fn next_incoming(link_rx: &mut Option<(u64, transport::Receiver)>) -> (u64, Incoming) {
+    match link_rx {
+        Some((id, rx)) => (*id, transport::next(rx).await),
+        None => futures::future::pending().await,
     }
 }
 
