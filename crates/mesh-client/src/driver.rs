@@ -843,29 +843,50 @@ impl Driver {
                 };
                 let cmd = self.shared.cmd.clone();
                 let _ = stream;
-                rt::spawn(async move {
-                    let msg = match handler {
-                        Handler::Unary(h) => match h(request).await {
+                let handler = match handler {
+                    Handler::Unary(h) => {
+                        // Many handlers finish without waiting (echo, lookups):
+                        // poll once here and answer at once; only a handler
+                        // that has to wait gets a task of its own.
+                        let mut fut = h(request);
+                        let reply = move |result: Result<Bytes, HandlerError>| match result {
                             Ok(body) => AppMessage::Response { req_id, body },
                             Err(e) => handler_error(req_id, e),
-                        },
-                        Handler::Stream(h) => {
-                            let sent = Arc::new(AtomicU32::new(0));
-                            let sink = StreamSink {
-                                cmd: cmd.clone(),
-                                peer: from,
-                                req_id,
-                                sent: sent.clone(),
-                                cancel,
-                            };
-                            match h(request, sink).await {
-                                Ok(()) => AppMessage::StreamEnd {
-                                    req_id,
-                                    count: sent.load(Ordering::SeqCst),
-                                },
-                                Err(e) => handler_error(req_id, e),
+                        };
+                        match (&mut fut).now_or_never() {
+                            Some(result) => {
+                                self.serving.remove(&(from, req_id));
+                                self.reply(from, reply(result));
                             }
+                            None => rt::spawn(async move {
+                                let msg = reply(fut.await);
+                                let _ = cmd.unbounded_send(Command::Reply {
+                                    peer: from,
+                                    req_id,
+                                    msg,
+                                    last: true,
+                                });
+                            }),
                         }
+                        return;
+                    }
+                    Handler::Stream(h) => h,
+                };
+                rt::spawn(async move {
+                    let sent = Arc::new(AtomicU32::new(0));
+                    let sink = StreamSink {
+                        cmd: cmd.clone(),
+                        peer: from,
+                        req_id,
+                        sent: sent.clone(),
+                        cancel,
+                    };
+                    let msg = match handler(request, sink).await {
+                        Ok(()) => AppMessage::StreamEnd {
+                            req_id,
+                            count: sent.load(Ordering::SeqCst),
+                        },
+                        Err(e) => handler_error(req_id, e),
                     };
                     let _ = cmd.unbounded_send(Command::Reply {
                         peer: from,
