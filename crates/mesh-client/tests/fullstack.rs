@@ -56,6 +56,15 @@ async fn agent(url: &str, n: u8, acl: Policy) -> MeshClient {
         .expect("connects")
 }
 
+/// A relay and two open agents; the second serves `echo`.
+async fn echo_pair() -> (RunningRelay, MeshClient, MeshClient) {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    echo(&b);
+    (r, a, b)
+}
+
 fn echo(c: &MeshClient) {
     c.handle("echo", |req| async move { Ok(req.body) });
 }
@@ -125,10 +134,7 @@ async fn concurrent_requests_to_several_peers() {
 
 #[tokio::test]
 async fn streaming_in_order_then_a_request_after_the_stream() {
-    let r = relay().await;
-    let a = agent(&r.ws_url(), 1, allow_all()).await;
-    let b = agent(&r.ws_url(), 2, allow_all()).await;
-    echo(&b);
+    let (r, a, b) = echo_pair().await;
     b.handle_stream("count", |req, mut sink| async move {
         let n: u32 = std::str::from_utf8(&req.body)
             .unwrap_or("0")
@@ -460,10 +466,7 @@ async fn rate_limit_is_a_typed_error_and_the_session_survives() {
 
 #[tokio::test]
 async fn one_mebibyte_each_way() {
-    let r = relay().await;
-    let a = agent(&r.ws_url(), 1, allow_all()).await;
-    let b = agent(&r.ws_url(), 2, allow_all()).await;
-    echo(&b);
+    let (r, a, b) = echo_pair().await;
     let body: Vec<u8> = (0..mesh_core::limits::MAX_APP_BODY)
         .map(|i| (i % 253) as u8)
         .collect();
@@ -664,10 +667,7 @@ async fn first_contact_chat_to_an_offline_peer_reports_queued_and_arrives_later(
 
 #[tokio::test]
 async fn a_restarted_peer_gets_a_new_session_and_requests_keep_working() {
-    let r = relay().await;
-    let a = agent(&r.ws_url(), 1, allow_all()).await;
-    let b = agent(&r.ws_url(), 2, allow_all()).await;
-    echo(&b);
+    let (r, a, b) = echo_pair().await;
     assert_eq!(
         a.request(b.agent_id(), "echo", "one").await.unwrap(),
         Bytes::from("one")
