@@ -135,13 +135,14 @@ pub async fn serve(state: AppState, mut socket: WebSocket, peer: SocketAddr) {
 /// Runs the challenge–response; answers and closes on failure.
 async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Option<(AgentId, bool)> {
     let now = state.mono_ms();
-    let mut auth = match RelayAuth::with_random_nonce(state.relay_id, now) {
-        Ok(a) => a,
-        Err(_) => {
-            refuse(socket, ErrorCode::Internal, "randomness unavailable").await;
-            return None;
-        }
-    };
+    let mut auth =
+        match RelayAuth::with_random_nonce(state.relay_id, now, state.config.auth_timeout_ms) {
+            Ok(a) => a,
+            Err(_) => {
+                refuse(socket, ErrorCode::Internal, "randomness unavailable").await;
+                return None;
+            }
+        };
     let challenge = auth.challenge().encode().unwrap_or_default();
     if socket.send(Message::Binary(challenge)).await.is_err() {
         return None;
@@ -598,15 +599,14 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
             Err(_) => Some(Duration::from_secs(1)),
         },
     };
-    let mut buf = raw
-        .try_into_mut()
-        .unwrap_or_else(|b| BytesMut::from(&b[..]));
-    let msg_id_hint = if buf.len() >= mesh_core::limits::ROUTED_HEADER_LEN {
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&buf[35..43]);
-        u64::from_be_bytes(id)
-    } else {
-        0
+    // The header, read by mesh-core (no key decompression): its message id
+    // lets every refusal below name the frame it refers to.
+    let header = match frame::peek_routed(&raw) {
+        Ok(h) => h,
+        Err(e) => {
+            reject(state, conn, &e, 0).await;
+            return;
+        }
     };
     if let Some(wait) = limited {
         state
@@ -617,19 +617,22 @@ async fn route(state: &AppState, conn: &Arc<Conn>, raw: Bytes) {
         let retry = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
         conn.send(error_frame(
             ErrorCode::RateLimited,
-            msg_id_hint,
+            header.msg_id,
             retry,
             "sending too fast; retry after the given delay",
         ))
         .await;
         return;
     }
-    let no_store = buf.get(2).is_some_and(|f| f & frame::flags::NO_STORE != 0);
-    let quiet = buf.get(2).is_some_and(|f| f & frame::flags::QUIET != 0);
+    let no_store = header.flags & frame::flags::NO_STORE != 0;
+    let quiet = header.flags & frame::flags::QUIET != 0;
+    let mut buf = raw
+        .try_into_mut()
+        .unwrap_or_else(|b| BytesMut::from(&b[..]));
     let (dst_raw, msg_id) = match frame::rewrite_send_to_deliver(&mut buf, &src) {
         Ok(v) => v,
         Err(e) => {
-            reject(state, conn, &e, msg_id_hint).await;
+            reject(state, conn, &e, header.msg_id).await;
             return;
         }
     };

@@ -13,15 +13,15 @@ pub const DB_PATH: &str = "mesh-relay.db";
 /// Time an unauthenticated socket gets to answer the challenge (ms). Long
 /// enough for a slow phone, short enough that idle half-open sockets do not
 /// pile up.
-pub const AUTH_TIMEOUT_MS: u64 = 5_000;
+pub const AUTH_TIMEOUT_MS: u64 = mesh_core::limits::AUTH_TIMEOUT_MS;
 
 /// Heartbeat interval announced to clients and used by the relay (ms).
 /// Under the 30–60 s idle timeouts common in proxies and NATs.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 15_000;
+pub const HEARTBEAT_INTERVAL_MS: u64 = mesh_core::limits::HEARTBEAT_INTERVAL_MS;
 
 /// Unanswered pings before a connection is declared dead (so a dead peer is
 /// noticed within about a minute).
-pub const HEARTBEAT_MISSES: u32 = 3;
+pub const HEARTBEAT_MISSES: u32 = mesh_core::limits::HEARTBEAT_MISSES;
 
 /// Frames queued for one connection's writer. A receiver that falls this far
 /// behind gets further frames through its durable inbox instead, so it never

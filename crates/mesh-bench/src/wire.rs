@@ -5,25 +5,17 @@
 //! (`frame/decode_send_1KiB` in mesh-core's criterion bench). Receiving a
 //! `Deliver` and two `Status` frames per routed frame, the load generator
 //! would spend more CPU than the relay it measures, on a machine the two
-//! share. The bench already knows its peers, so for the hot frames it takes
-//! the header at its fixed offsets (docs/PROTOCOL.md §3) after
-//! `frame::peek_kind` has checked version, kind and flags, and compares id
-//! bytes. Every other frame goes through `Frame::decode`.
+//! share. The bench already knows its peers, so for the hot frames it uses
+//! mesh-core's `peek_routed` / `peek_status`, which read the header without
+//! the point check, and compares id bytes. Every other frame goes through
+//! `Frame::decode`.
 //!
 //! Baseline (forwarder) messages are `destination id (32) || body`.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mesh_core::frame::{self, FrameError, FrameKind, Routed};
+use mesh_core::frame::{self, DeliveryStatus, FrameError, FrameKind, Routed};
 use mesh_core::limits::ROUTED_HEADER_LEN;
 use mesh_core::{AgentId, Frame};
-
-/// Offset of the status byte in a `Status` frame (after the routed header).
-const STATUS_AT: usize = ROUTED_HEADER_LEN;
-/// Length of a `Status` frame: routed header, status (1), code (2).
-const STATUS_LEN: usize = ROUTED_HEADER_LEN + 3;
-/// Wire values of the two statuses every routed frame produces.
-const STATUS_FORWARDED: u8 = 1;
-const STATUS_DELIVERED: u8 = 3;
 
 /// Length of the baseline's destination prefix.
 pub const BASELINE_HEADER_LEN: usize = 32;
@@ -52,24 +44,19 @@ pub enum FromRelay {
 pub fn from_relay(buf: Bytes) -> Result<FromRelay, FrameError> {
     let (kind, _) = frame::peek_kind(&buf)?;
     match kind {
-        FrameKind::Deliver if buf.len() >= ROUTED_HEADER_LEN => {
-            let mut peer = [0u8; 32];
-            peer.copy_from_slice(&buf[3..35]);
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&buf[35..43]);
+        FrameKind::Deliver => {
+            let h = frame::peek_routed(&buf)?;
             Ok(FromRelay::Deliver {
-                peer,
-                msg_id: u64::from_be_bytes(id),
+                peer: h.peer,
+                msg_id: h.msg_id,
                 body: buf.slice(ROUTED_HEADER_LEN..),
             })
         }
-        FrameKind::Status if buf.len() == STATUS_LEN && buf[STATUS_AT + 1..] == [0, 0] => {
-            match buf[STATUS_AT] {
-                STATUS_FORWARDED => Ok(FromRelay::Forwarded),
-                STATUS_DELIVERED => Ok(FromRelay::Delivered),
-                _ => Frame::decode(buf).map(FromRelay::Other),
-            }
-        }
+        FrameKind::Status => match frame::peek_status(&buf)? {
+            (_, _, DeliveryStatus::Forwarded) => Ok(FromRelay::Forwarded),
+            (_, _, DeliveryStatus::Delivered) => Ok(FromRelay::Delivered),
+            _ => Frame::decode(buf).map(FromRelay::Other),
+        },
         _ => Frame::decode(buf).map(FromRelay::Other),
     }
 }

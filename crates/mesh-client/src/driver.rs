@@ -26,7 +26,7 @@ use mesh_core::auth::{
     ClientAuth, ClientStep, Heartbeat, HeartbeatAction, Session as RelaySession,
 };
 use mesh_core::frame::{DeliveryStatus, Frame, ResumeToken, Routed};
-use mesh_core::noise::NoiseKeypair;
+use mesh_core::noise::{EnvelopeKind, NoiseKeypair};
 use mesh_core::session::SendError;
 use mesh_core::{AgentId, AppMessage, ErrorCode, Identity, SessionEvent, SessionTable};
 
@@ -86,6 +86,9 @@ struct OutFrame {
     peer: AgentId,
     frame: Bytes,
     tag: Tag,
+    /// Carries a handshake message (resent when rate-limited: a stalled
+    /// handshake would hold up everything queued behind it).
+    handshake: bool,
 }
 
 struct Link {
@@ -552,12 +555,7 @@ impl Driver {
                     let err = ClientError::RateLimited {
                         retry_after_ms: e.retry_after_ms,
                     };
-                    let handshake = self.outbox.get(&e.ref_msg_id).is_some_and(|o| {
-                        matches!(
-                            o.frame.get(mesh_core::limits::ROUTED_HEADER_LEN),
-                            Some(1..=3)
-                        )
-                    });
+                    let handshake = self.outbox.get(&e.ref_msg_id).is_some_and(|o| o.handshake);
                     match self.outbox.get(&e.ref_msg_id).map(|o| (o.peer, o.tag)) {
                         // A request or chat message: the caller decides.
                         Some((peer, tag @ (Tag::Request(_) | Tag::Chat(_)))) if !handshake => {
@@ -718,6 +716,7 @@ impl Driver {
                 self.next_msg_id = self.next_msg_id.wrapping_add(1);
                 // `forwarded` would change nothing here: frames stay in the
                 // outbox until `queued` or `delivered`.
+                let handshake = EnvelopeKind::of(&t.body).is_some_and(EnvelopeKind::is_handshake);
                 let frame = Frame::Send(Routed {
                     peer: t.to,
                     msg_id,
@@ -742,6 +741,7 @@ impl Driver {
                         peer: t.to,
                         frame: frame.clone(),
                         tag,
+                        handshake,
                     },
                 );
                 self.write(frame).await;

@@ -276,11 +276,17 @@ impl RelayAuth {
         }
     }
 
-    /// Starts with a nonce from `getrandom` and the default timeout.
-    pub fn with_random_nonce(relay_id: AgentId, now_ms: u64) -> Result<Self, getrandom::Error> {
+    /// Starts with a nonce from `getrandom` and a deadline `timeout_ms`
+    /// from now (the relay's configured auth timeout;
+    /// [`limits::AUTH_TIMEOUT_MS`] by default).
+    pub fn with_random_nonce(
+        relay_id: AgentId,
+        now_ms: u64,
+        timeout_ms: u64,
+    ) -> Result<Self, getrandom::Error> {
         let mut nonce = [0u8; 32];
         getrandom::fill(&mut nonce)?;
-        Ok(Self::new(relay_id, nonce, now_ms, limits::AUTH_TIMEOUT_MS))
+        Ok(Self::new(relay_id, nonce, now_ms, timeout_ms))
     }
 
     /// The challenge to send first.

@@ -606,19 +606,67 @@ pub fn peek_ack(buf: &[u8]) -> Result<([u8; 32], u64), FrameError> {
     Ok(header)
 }
 
-/// Checks the head of a frame of `kind` and reads the peer key bytes and
-/// message id that follow it (the layout `Send`, `Deliver` and `Ack` share).
-fn routed_header(buf: &[u8], kind: FrameKind) -> Result<([u8; 32], u64), FrameError> {
-    let (found, _) = peek_kind(buf)?;
-    if found != kind {
-        return Err(FrameError::BadValue("unexpected frame kind"));
+/// The fixed header shared by `Send`, `Deliver`, `Ack` and `Status`,
+/// read without decompressing the key (see [`rewrite_send_to_deliver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedHeader {
+    /// The frame's kind (one of the four above).
+    pub kind: FrameKind,
+    /// Its flags byte (already checked against the kind).
+    pub flags: u8,
+    /// The peer key bytes: destination of a `Send` or `Status`, sender of a
+    /// `Deliver` or `Ack`.
+    pub peer: [u8; 32],
+    /// The message id.
+    pub msg_id: u64,
+}
+
+/// Reads the routed header of a `Send`, `Deliver`, `Ack` or `Status` frame.
+pub fn peek_routed(buf: &[u8]) -> Result<RoutedHeader, FrameError> {
+    let (kind, flags) = peek_kind(buf)?;
+    if !matches!(
+        kind,
+        FrameKind::Send | FrameKind::Deliver | FrameKind::Ack | FrameKind::Status
+    ) {
+        return Err(FrameError::BadValue("not a routed frame"));
     }
     let header = buf.get(..ROUTED_HEADER_LEN).ok_or(FrameError::Truncated)?;
     let mut peer = [0u8; 32];
     peer.copy_from_slice(&header[3..35]);
     let mut id = [0u8; 8];
     id.copy_from_slice(&header[35..43]);
-    Ok((peer, u64::from_be_bytes(id)))
+    Ok(RoutedHeader {
+        kind,
+        flags,
+        peer,
+        msg_id: u64::from_be_bytes(id),
+    })
+}
+
+/// Reads a `Status` frame without decompressing the destination key:
+/// (destination key bytes, message id, status).
+pub fn peek_status(buf: &[u8]) -> Result<([u8; 32], u64, DeliveryStatus), FrameError> {
+    let h = routed_header(buf, FrameKind::Status)?;
+    let rest = &buf[ROUTED_HEADER_LEN..];
+    let [status, c1, c2] = <[u8; 3]>::try_from(rest).map_err(|_| {
+        if rest.len() < 3 {
+            FrameError::Truncated
+        } else {
+            FrameError::TrailingBytes
+        }
+    })?;
+    let status = DeliveryStatus::from_wire(status, u16::from_be_bytes([c1, c2]))
+        .ok_or(FrameError::BadValue("delivery status"))?;
+    Ok((h.0, h.1, status))
+}
+
+/// [`peek_routed`] for one expected kind, as (peer key bytes, message id).
+fn routed_header(buf: &[u8], kind: FrameKind) -> Result<([u8; 32], u64), FrameError> {
+    let h = peek_routed(buf)?;
+    if h.kind != kind {
+        return Err(FrameError::BadValue("unexpected frame kind"));
+    }
+    Ok((h.peer, h.msg_id))
 }
 
 /// Turns an encoded `Send` frame into the `Deliver` frame for its
@@ -854,6 +902,30 @@ mod tests {
         let mut map = std::collections::HashMap::new();
         map.insert(id(3), 1);
         assert_eq!(map.get(id(3).as_bytes()), Some(&1));
+        let h = peek_routed(&send).unwrap();
+        assert_eq!(
+            (h.kind, h.flags, h.peer, h.msg_id),
+            (FrameKind::Send, 0, *id(2).as_bytes(), 5)
+        );
+        assert!(peek_routed(&Frame::Ping(1).encode().unwrap()).is_err());
+        for f in samples() {
+            if let Frame::Status {
+                peer,
+                msg_id,
+                status,
+            } = &f
+            {
+                let enc = f.encode().unwrap();
+                assert_eq!(
+                    peek_status(&enc).unwrap(),
+                    (*peer.as_bytes(), *msg_id, *status)
+                );
+                assert!(peek_status(&enc[..enc.len() - 1]).is_err());
+                let mut long = enc.to_vec();
+                long.push(0);
+                assert_eq!(peek_status(&long), Err(FrameError::TrailingBytes));
+            }
+        }
     }
 
     #[test]

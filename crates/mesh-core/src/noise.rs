@@ -441,6 +441,30 @@ pub enum EnvelopeKind {
     SessionUnknown = 5,
 }
 
+impl EnvelopeKind {
+    /// The kind of an encoded envelope, from its first byte.
+    pub fn of(envelope: &[u8]) -> Option<Self> {
+        match envelope.first()? {
+            1 => Some(EnvelopeKind::HandshakeInit),
+            2 => Some(EnvelopeKind::HandshakeResponse),
+            3 => Some(EnvelopeKind::HandshakeFinal),
+            4 => Some(EnvelopeKind::Transport),
+            5 => Some(EnvelopeKind::SessionUnknown),
+            _ => None,
+        }
+    }
+
+    /// Whether this is one of the three handshake messages.
+    pub fn is_handshake(self) -> bool {
+        matches!(
+            self,
+            EnvelopeKind::HandshakeInit
+                | EnvelopeKind::HandshakeResponse
+                | EnvelopeKind::HandshakeFinal
+        )
+    }
+}
+
 /// The sealed body of a routed frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
@@ -528,11 +552,7 @@ impl Envelope {
         let session_id = r.u64().ok_or(EnvelopeError::Truncated)?;
         let env = match kind {
             1..=3 => {
-                let kind = match kind {
-                    1 => EnvelopeKind::HandshakeInit,
-                    2 => EnvelopeKind::HandshakeResponse,
-                    _ => EnvelopeKind::HandshakeFinal,
-                };
+                let kind = EnvelopeKind::of(&[kind]).ok_or(EnvelopeError::UnknownKind(kind))?;
                 let message = r.rest();
                 if message.is_empty() || message.len() > NOISE_MAX_MESSAGE {
                     return Err(EnvelopeError::BadLength);
