@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -262,8 +262,28 @@ pub(crate) enum Handler {
 /// Where a request's answer goes.
 pub(crate) enum ReplyTo {
     Unary(oneshot::Sender<Result<Bytes, ClientError>>),
-    Stream(mpsc::UnboundedSender<Result<Bytes, ClientError>>),
+    Stream(StreamReply),
 }
+
+/// The driver's end of a [`ResponseStream`]: its sender and the count of
+/// chunks the caller has not read yet (the driver stops at
+/// [`MAX_UNREAD_CHUNKS`]).
+pub(crate) struct StreamReply {
+    pub(crate) tx: mpsc::UnboundedSender<Result<Bytes, ClientError>>,
+    pub(crate) unread: Arc<AtomicUsize>,
+}
+
+/// Chunks of a streamed answer that may wait unread; past this the request
+/// fails (`payload_too_large`) and is cancelled at the peer.
+pub const MAX_UNREAD_CHUNKS: usize = 1024;
+
+/// Events a [`MeshClient::messages`] subscriber may leave unread; past this
+/// new events are dropped for it (and logged).
+pub const MESSAGE_BUFFER: usize = 4096;
+
+/// State changes a [`MeshClient::state_changes`] subscriber may leave
+/// unread; past this new ones are dropped for it.
+pub const STATE_BUFFER: usize = 64;
 
 /// Messages from the handle (and handler tasks) to the driver.
 pub(crate) enum Command {
@@ -307,8 +327,8 @@ pub(crate) struct Shared {
     pub(crate) next_id: AtomicU64,
     pub(crate) handlers: Mutex<HashMap<String, Handler>>,
     pub(crate) acl: Mutex<Policy>,
-    pub(crate) state: Mutex<(ConnectionState, Vec<mpsc::UnboundedSender<ConnectionState>>)>,
-    pub(crate) message_subs: Mutex<Vec<mpsc::UnboundedSender<MessageEvent>>>,
+    pub(crate) state: Mutex<(ConnectionState, Vec<mpsc::Sender<ConnectionState>>)>,
+    pub(crate) message_subs: Mutex<Vec<mpsc::Sender<MessageEvent>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -322,11 +342,24 @@ impl Shared {
             return;
         }
         guard.0 = s.clone();
-        guard.1.retain(|tx| tx.unbounded_send(s.clone()).is_ok());
+        // A subscriber that stopped reading misses changes; one that went
+        // away is forgotten.
+        guard
+            .1
+            .retain_mut(|tx| !matches!(tx.try_send(s.clone()), Err(e) if e.is_disconnected()));
     }
 
     pub(crate) fn emit(&self, e: MessageEvent) {
-        lock(&self.message_subs).retain(|tx| tx.unbounded_send(e.clone()).is_ok());
+        lock(&self.message_subs).retain_mut(|tx| match tx.try_send(e.clone()) {
+            Ok(()) => true,
+            Err(err) if err.is_disconnected() => false,
+            Err(_) => {
+                tracing::warn!(
+                    "a messages() subscriber has {MESSAGE_BUFFER} unread events; dropping this one"
+                );
+                true
+            }
+        });
     }
 
     pub(crate) fn fresh_id(&self) -> u64 {
@@ -390,6 +423,7 @@ impl Drop for CancelOnDrop {
 /// cancels the request, and the cancel reaches the remote handler.
 pub struct ResponseStream {
     rx: mpsc::UnboundedReceiver<Result<Bytes, ClientError>>,
+    unread: Arc<AtomicUsize>,
     guard: CancelOnDrop,
 }
 
@@ -398,6 +432,9 @@ impl Stream for ResponseStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let out = self.rx.poll_next_unpin(cx);
+        if let Poll::Ready(Some(Ok(_))) = &out {
+            self.unread.fetch_sub(1, Ordering::AcqRel);
+        }
         match &out {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.guard.armed = false,
             _ => {}
@@ -439,18 +476,23 @@ impl MeshClient {
         lock(&self.shared.state).0.clone()
     }
 
-    /// Every later state change, starting with the current state.
+    /// Every later state change, starting with the current state. A
+    /// subscriber that leaves [`STATE_BUFFER`] changes unread misses later
+    /// ones ([`MeshClient::state`] always has the current one).
     pub fn state_changes(&self) -> impl Stream<Item = ConnectionState> + Unpin {
-        let (tx, rx) = mpsc::unbounded();
+        let (mut tx, rx) = mpsc::channel(STATE_BUFFER);
         let mut guard = lock(&self.shared.state);
-        let _ = tx.unbounded_send(guard.0.clone());
+        let _ = tx.try_send(guard.0.clone());
         guard.1.push(tx);
         rx
     }
 
-    /// Chat messages, receipts and delivery news, from now on.
+    /// Chat messages, receipts and delivery news, from now on. Read it
+    /// steadily: past [`MESSAGE_BUFFER`] unread events, new ones are
+    /// dropped for this subscriber (and logged), so a forgotten
+    /// subscription cannot grow without bound.
     pub fn messages(&self) -> impl Stream<Item = MessageEvent> + Unpin {
-        let (tx, rx) = mpsc::unbounded();
+        let (tx, rx) = mpsc::channel(MESSAGE_BUFFER);
         lock(&self.shared.message_subs).push(tx);
         rx
     }
@@ -519,14 +561,18 @@ impl MeshClient {
         timeout_ms: u64,
     ) -> Result<ResponseStream, ClientError> {
         let (tx, rx) = mpsc::unbounded();
+        let unread = Arc::new(AtomicUsize::new(0));
         let guard = self.start_request(
             peer,
             capability,
             body.into(),
             timeout_ms,
-            ReplyTo::Stream(tx),
+            ReplyTo::Stream(StreamReply {
+                tx,
+                unread: unread.clone(),
+            }),
         )?;
-        Ok(ResponseStream { rx, guard })
+        Ok(ResponseStream { rx, unread, guard })
     }
 
     fn start_request(

@@ -32,7 +32,7 @@ use mesh_core::{AgentId, AppMessage, ErrorCode, Identity, SessionEvent, SessionT
 
 use crate::client::{
     cancellation, lock, CancelTrigger, ClientOptions, Command, ConnectionState, Handler,
-    IncomingRequest, MeshClient, MessageEvent, ReplyTo, Shared, StreamSink,
+    IncomingRequest, MeshClient, MessageEvent, ReplyTo, Shared, StreamSink, MAX_UNREAD_CHUNKS,
 };
 use crate::error::{ClientError, HandlerError};
 use crate::rt;
@@ -978,18 +978,52 @@ impl Driver {
     }
 
     /// Delivers buffered stream chunks in order; completes at the end.
+    /// Every buffer here is bounded: a peer that streams far ahead, a
+    /// unary answer that outgrows the body limit, or a caller that stops
+    /// reading fails the request and cancels it at the peer.
     fn drain_stream(&mut self, req_id: u64) {
         let Some(p) = self.pending.get_mut(&req_id) else {
             return;
         };
-        while let Some(body) = p.buffer.remove(&p.next_seq) {
+        let mut overflow = None;
+        if p.buffer.len() > MAX_UNREAD_CHUNKS {
+            overflow = Some(ClientError::Protocol(format!(
+                "the peer sent more than {MAX_UNREAD_CHUNKS} chunks out of order"
+            )));
+        }
+        while overflow.is_none() {
+            let Some(body) = p.buffer.remove(&p.next_seq) else {
+                break;
+            };
             p.next_seq += 1;
             match &p.reply {
-                ReplyTo::Stream(tx) => {
-                    let _ = tx.unbounded_send(Ok(body));
+                ReplyTo::Stream(s) => {
+                    if s.unread.fetch_add(1, Ordering::AcqRel) >= MAX_UNREAD_CHUNKS {
+                        overflow = Some(ClientError::PayloadTooLarge(format!(
+                            "more than {MAX_UNREAD_CHUNKS} streamed chunks left unread"
+                        )));
+                    } else {
+                        let _ = s.tx.unbounded_send(Ok(body));
+                    }
                 }
-                ReplyTo::Unary(_) => p.collected.extend_from_slice(&body),
+                ReplyTo::Unary(_) => {
+                    if p.collected.len() + body.len() > mesh_core::limits::MAX_APP_BODY {
+                        overflow = Some(ClientError::PayloadTooLarge(
+                            "a streamed answer to a plain request exceeds 1 MiB".into(),
+                        ));
+                    } else {
+                        p.collected.extend_from_slice(&body);
+                    }
+                }
             }
+        }
+        if let Some(err) = overflow {
+            if let Some(p) = self.pending.remove(&req_id) {
+                let peer = p.peer;
+                fail(p.reply, err);
+                self.reply(peer, AppMessage::Cancel { req_id });
+            }
+            return;
         }
         if p.end.is_some_and(|end| p.next_seq >= end) {
             if let Some(p) = self.pending.remove(&req_id) {
@@ -1183,8 +1217,9 @@ fn complete(p: Pending, body: Bytes) {
         ReplyTo::Unary(tx) => {
             let _ = tx.send(Ok(body));
         }
-        ReplyTo::Stream(tx) => {
-            let _ = tx.unbounded_send(Ok(body));
+        ReplyTo::Stream(s) => {
+            s.unread.fetch_add(1, Ordering::AcqRel);
+            let _ = s.tx.unbounded_send(Ok(body));
         }
     }
 }
@@ -1194,8 +1229,8 @@ fn fail(reply: ReplyTo, err: ClientError) {
         ReplyTo::Unary(tx) => {
             let _ = tx.send(Err(err));
         }
-        ReplyTo::Stream(tx) => {
-            let _ = tx.unbounded_send(Err(err));
+        ReplyTo::Stream(s) => {
+            let _ = s.tx.unbounded_send(Err(err));
         }
     }
 }

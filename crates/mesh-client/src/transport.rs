@@ -43,8 +43,15 @@ pub enum Incoming {
 
 pub use imp::{connect, Sender};
 
-/// Receiving half: binary frames, then one `Closed`.
-pub type Receiver = mpsc::UnboundedReceiver<Incoming>;
+/// Receiving half: binary frames, then one `Closed`. Bounded
+/// ([`RECEIVE_BUFFER`]): natively the socket reader waits when it is full
+/// (backpressure to the relay); in a browser, whose `onmessage` cannot
+/// wait, a full buffer closes the socket — the relay keeps every frame we
+/// did not acknowledge and delivers it again on reconnect.
+pub type Receiver = mpsc::Receiver<Incoming>;
+
+/// Frames buffered between the socket and the driver.
+pub const RECEIVE_BUFFER: usize = 1024;
 
 /// Reads the next event; a silently dropped socket reads as closed.
 pub async fn next(rx: &mut Receiver) -> Incoming {
@@ -111,12 +118,12 @@ mod imp {
                 reason: e.to_string(),
             })?;
         let (sink, mut stream) = ws.split();
-        let (tx, rx) = mpsc::unbounded();
+        let (mut tx, rx) = mpsc::channel(RECEIVE_BUFFER);
         tokio::spawn(async move {
             let close = loop {
                 match stream.next().await {
                     Some(Ok(Message::Binary(b))) => {
-                        if tx.unbounded_send(Incoming::Frame(b)).is_err() {
+                        if tx.send(Incoming::Frame(b)).await.is_err() {
                             return;
                         }
                     }
@@ -141,7 +148,7 @@ mod imp {
                     }
                 }
             };
-            let _ = tx.unbounded_send(Incoming::Closed(close));
+            let _ = tx.send(Incoming::Closed(close)).await;
         });
         Ok((Sender { sink }, rx))
     }
@@ -202,7 +209,7 @@ mod imp {
         };
         let ws = WebSocket::new(url).map_err(|e| fail(format!("{e:?}")))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
-        let (tx, rx) = mpsc::unbounded();
+        let (tx, rx) = mpsc::channel(RECEIVE_BUFFER);
         let (open_tx, open_rx) = futures::channel::oneshot::channel::<Result<(), String>>();
         let open_tx = std::rc::Rc::new(std::cell::RefCell::new(Some(open_tx)));
         let mut handlers: Vec<Closure<dyn FnMut(web_sys::Event)>> = Vec::new();
@@ -217,12 +224,18 @@ mod imp {
             handlers.push(on_open);
         }
         {
-            let tx = tx.clone();
+            let mut tx = tx.clone();
+            let socket = ws.clone();
             let on_message = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
                 if let Ok(m) = e.dyn_into::<MessageEvent>() {
                     if let Ok(buf) = m.data().dyn_into::<js_sys::ArrayBuffer>() {
                         let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-                        let _ = tx.unbounded_send(Incoming::Frame(Bytes::from(bytes)));
+                        if tx.try_send(Incoming::Frame(Bytes::from(bytes))).is_err() {
+                            // The driver is this far behind: drop the link
+                            // rather than buffer without bound; unacknowledged
+                            // frames come again after the reconnect.
+                            let _ = socket.close_with_code_and_reason(4000, "client overloaded");
+                        }
                     }
                 }
             });
@@ -230,7 +243,7 @@ mod imp {
             handlers.push(on_message);
         }
         {
-            let tx = tx.clone();
+            let mut tx = tx.clone();
             let open_tx = open_tx.clone();
             let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
                 let info = match e.dyn_into::<CloseEvent>() {
@@ -246,7 +259,12 @@ mod imp {
                 if let Some(t) = open_tx.borrow_mut().take() {
                     let _ = t.send(Err(format!("closed before opening ({:?})", info.code)));
                 }
-                let _ = tx.unbounded_send(Incoming::Closed(info));
+                // Delivered even when the buffer is full: the close must
+                // reach the driver. `Sender` clones each add a slot.
+                let _ = tx
+                    .clone()
+                    .try_send(Incoming::Closed(info.clone()))
+                    .or_else(|_| tx.try_send(Incoming::Closed(info)));
             });
             ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
             handlers.push(on_close);

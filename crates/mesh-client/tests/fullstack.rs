@@ -689,3 +689,55 @@ async fn a_restarted_peer_gets_a_new_session_and_requests_keep_working() {
     );
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_left_unread_is_bounded_failed_and_cancelled_at_the_peer() {
+    let (r, a, b) = echo_pair().await;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let c2 = cancelled.clone();
+    b.handle_stream("firehose", move |_req, mut sink| {
+        let cancelled = c2.clone();
+        async move {
+            for i in 0..5_000u32 {
+                if sink.send(i.to_string()).await.is_err() {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return Ok(());
+                }
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            Ok(())
+        }
+    });
+    let mut stream = a.request_stream(b.agent_id(), "firehose", "").unwrap();
+    // Read nothing while the peer streams.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut ok = 0;
+    let mut failure = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(_) => ok += 1,
+            Err(e) => failure = Some(e),
+        }
+    }
+    assert!(
+        ok <= mesh_client::client_limits::MAX_UNREAD_CHUNKS,
+        "{ok} chunks were buffered"
+    );
+    assert!(
+        matches!(failure, Some(ClientError::PayloadTooLarge(_))),
+        "{failure:?}"
+    );
+    for _ in 0..100 {
+        if cancelled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled.load(Ordering::SeqCst),
+        "the peer's handler was cancelled"
+    );
+    r.shutdown().await.unwrap();
+}
