@@ -164,6 +164,8 @@ pub struct StreamSink {
     pub(crate) peer: AgentId,
     pub(crate) req_id: u64,
     pub(crate) sent: Arc<AtomicU32>,
+    /// Chunks handed to the driver and not yet sent by it.
+    pub(crate) queued: Arc<AtomicU32>,
     pub(crate) cancel: Cancellation,
 }
 
@@ -181,17 +183,28 @@ impl StreamSink {
                 body.len()
             )));
         }
+        // Backpressure: wait while this sink has a window of chunks the
+        // driver has not sent yet, so a fast handler cannot queue without
+        // bound.
+        while self.queued.load(Ordering::Acquire) >= STREAM_WINDOW {
+            if self.cancel.is_cancelled() {
+                return Err(ClientError::Cancelled);
+            }
+            crate::rt::sleep_ms(1).await;
+        }
         let msg = mesh_core::AppMessage::StreamChunk {
             req_id: self.req_id,
             seq: self.sent.fetch_add(1, Ordering::SeqCst),
             body,
         };
+        self.queued.fetch_add(1, Ordering::AcqRel);
         self.cmd
             .unbounded_send(Command::Reply {
                 peer: self.peer,
                 req_id: self.req_id,
                 msg,
                 last: false,
+                queued: Some(self.queued.clone()),
             })
             .map_err(|_| ClientError::Closed)
     }
@@ -273,6 +286,10 @@ pub(crate) struct StreamReply {
     pub(crate) unread: Arc<AtomicUsize>,
 }
 
+/// Chunks one [`StreamSink`] may have queued for the driver before `send`
+/// waits.
+pub const STREAM_WINDOW: u32 = 64;
+
 /// Chunks of a streamed answer that may wait unread; past this the request
 /// fails (`payload_too_large`) and is cancelled at the peer.
 pub const MAX_UNREAD_CHUNKS: usize = 1024;
@@ -303,6 +320,8 @@ pub(crate) enum Command {
         req_id: u64,
         msg: mesh_core::AppMessage,
         last: bool,
+        /// The sink's queued-chunk counter, decremented once sent.
+        queued: Option<Arc<AtomicU32>>,
     },
     Chat {
         peer: AgentId,

@@ -865,6 +865,7 @@ impl Driver {
                                     req_id,
                                     msg,
                                     last: true,
+                                    queued: None,
                                 });
                             }),
                         }
@@ -879,6 +880,7 @@ impl Driver {
                         peer: from,
                         req_id,
                         sent: sent.clone(),
+                        queued: Arc::new(AtomicU32::new(0)),
                         cancel,
                     };
                     let msg = match handler(request, sink).await {
@@ -893,6 +895,7 @@ impl Driver {
                         req_id,
                         msg,
                         last: true,
+                        queued: None,
                     });
                 });
             }
@@ -1085,7 +1088,11 @@ impl Driver {
                 req_id,
                 msg,
                 last,
+                queued,
             } => {
+                if let Some(q) = queued {
+                    q.fetch_sub(1, Ordering::AcqRel);
+                }
                 let live = if last {
                     self.serving.remove(&(peer, req_id)).is_some()
                 } else {
