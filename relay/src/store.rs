@@ -2052,36 +2052,4 @@ mod tests {
         // The poisoned lock is recovered.
         assert!(s.call(move |s| s.presence(&a)).await.unwrap().online);
     }
-
-    /// Cost of a durable inbox push on a file database (synchronous=FULL),
-    /// next to NORMAL and :memory: for comparison. Run with `cargo test -p
-    /// mesh-relay --release --lib -- --ignored --nocapture inbox_push_cost`.
-    #[test]
-    #[ignore]
-    fn inbox_push_cost() {
-        let dir = tempfile::tempdir().unwrap();
-        let (dst, src) = (agent(1), agent(2));
-        let l = limits(u64::MAX, u64::MAX);
-        for mode in ["FULL", "NORMAL", "memory"] {
-            let s = if mode == "memory" {
-                Store::open(":memory:").unwrap()
-            } else {
-                let path = dir.path().join(format!("bench-{mode}.db"));
-                let s = Store::open(path.to_str().unwrap()).unwrap();
-                s.lock().pragma_update(None, "synchronous", mode).unwrap();
-                s
-            };
-            for size in [100usize, 1024, 16 * 1024] {
-                let body = vec![0xabu8; size];
-                let n = 1000u64;
-                let t = std::time::Instant::now();
-                for m in 0..n {
-                    let msg_id = ((size as u64) << 32) | m;
-                    s.inbox_push(&dst, &src, msg_id, &body, 0, &l).unwrap();
-                }
-                let per = t.elapsed() / n as u32;
-                println!("inbox_push {mode:>6} {size:>6} B: {per:?} per push ({n} pushes)");
-            }
-        }
-    }
 }

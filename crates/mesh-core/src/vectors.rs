@@ -605,11 +605,3 @@ fn protocol_md_lists_every_error_code() {
         );
     }
 }
-
-#[test]
-#[ignore = "prints limit values for writing docs"]
-fn print_limits() {
-    for (n, v) in limit_values() {
-        println!("LIMIT {n} {v}");
-    }
-}
