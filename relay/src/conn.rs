@@ -371,6 +371,7 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
     let dst = conn.agent;
     let now = state.wall_ms();
     let n = frames.len();
+    let senders: Vec<(AgentId, u64)> = frames.iter().map(|(src, id, _)| (*src, *id)).collect();
     let result = state
         .store
         .call(move |s| {
@@ -387,6 +388,15 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
         Ok(_) => {
             state.metrics.frames_queued.inc_by(n as u64);
             state.hub.wake_inbox(&dst);
+            // Their senders were told `Forwarded`; now the frames wait in
+            // the inbox, so tell each sender still online `Queued` (a
+            // sender that is offline re-sends on reconnect and hears
+            // `Queued` then, from the inbox's duplicate check).
+            for (src, msg_id) in &senders {
+                if let Some(sender) = state.hub.get(src) {
+                    sender.send_status(status_frame(dst, *msg_id, DeliveryStatus::Queued));
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, frames = n, "could not persist unacknowledged frames")

@@ -624,3 +624,26 @@ async fn quiet_sends_skip_the_forwarded_status_but_not_delivered() {
     );
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_sender_hears_queued_when_its_forwarded_frame_moves_to_the_inbox() {
+    let r = relay().await;
+    let mut a = Client::connect(&r.ws_url(), ident(1)).await;
+    let mut b = Client::connect(&r.ws_url(), ident(2)).await;
+    let id = a.send_to(b.agent(), b"for b").await;
+    assert_eq!(a.status_of(id).await, DeliveryStatus::Forwarded);
+    // B goes away without acknowledging: the frame moves to B's inbox and
+    // A is told so, instead of being left at `forwarded`.
+    let _ = b.next_deliver().await;
+    drop(b);
+    let status = tokio::time::timeout(Duration::from_secs(5), a.status_of(id))
+        .await
+        .expect("a status after the recipient left");
+    assert_eq!(status, DeliveryStatus::Queued);
+    // And B gets it on its next connection.
+    let mut b = Client::connect(&r.ws_url(), ident(2)).await;
+    let again = b.next_deliver().await;
+    assert_eq!((again.peer, again.msg_id), (a.agent(), id));
+    assert!(deliver_flags_redelivery(&again));
+    r.shutdown().await.unwrap();
+}
