@@ -2,7 +2,7 @@
 //! return. Every method talks to the connection driver ([`crate::driver`])
 //! through a channel; nothing here touches the socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use mesh_core::app::ReceiptKind;
 use mesh_core::{AgentId, Identity, SessionConfig};
 
 use crate::error::{ClientError, HandlerError};
-use crate::rt::{BoxFuture, MaybeSend};
+use crate::rt::{BoxFuture, MaybeSend, MaybeSendSync};
 
 /// How a [`MeshClient`] behaves. `Default` gives sane values.
 #[derive(Debug, Clone)]
@@ -260,10 +260,20 @@ pub enum MessageEvent {
     },
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) type UnaryHandler =
     Arc<dyn Fn(IncomingRequest) -> BoxFuture<Result<Bytes, HandlerError>> + Send + Sync>;
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) type StreamHandler =
     Arc<dyn Fn(IncomingRequest, StreamSink) -> BoxFuture<Result<(), HandlerError>> + Send + Sync>;
+// In a browser handlers may hold JS functions, which are neither `Send`
+// nor `Sync`; everything runs on one thread there.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type UnaryHandler =
+    Arc<dyn Fn(IncomingRequest) -> BoxFuture<Result<Bytes, HandlerError>>>;
+#[cfg(target_arch = "wasm32")]
+pub(crate) type StreamHandler =
+    Arc<dyn Fn(IncomingRequest, StreamSink) -> BoxFuture<Result<(), HandlerError>>>;
 
 /// A registered capability handler.
 #[derive(Clone)]
@@ -295,7 +305,8 @@ pub const STREAM_WINDOW: u32 = 64;
 pub const MAX_UNREAD_CHUNKS: usize = 1024;
 
 /// Events a [`MeshClient::messages`] subscriber may leave unread; past this
-/// new events are dropped for it (and logged).
+/// new events are dropped for it (and logged). Also the number of events
+/// kept for the first subscriber while there has never been one.
 pub const MESSAGE_BUFFER: usize = 4096;
 
 /// State changes a [`MeshClient::state_changes`] subscriber may leave
@@ -347,7 +358,61 @@ pub(crate) struct Shared {
     pub(crate) handlers: Mutex<HashMap<String, Handler>>,
     pub(crate) acl: Mutex<Policy>,
     pub(crate) state: Mutex<(ConnectionState, Vec<mpsc::Sender<ConnectionState>>)>,
-    pub(crate) message_subs: Mutex<Vec<mpsc::Sender<MessageEvent>>>,
+    pub(crate) message_subs: Mutex<MessageSubs>,
+}
+
+/// The subscribers of [`MeshClient::messages`], and the events emitted
+/// before the first one subscribed.
+pub(crate) struct MessageSubs {
+    subs: Vec<mpsc::Sender<MessageEvent>>,
+    /// Kept for the first subscriber (at most [`MESSAGE_BUFFER`], oldest
+    /// dropped first); `None` once there has been a subscriber.
+    early: Option<VecDeque<MessageEvent>>,
+}
+
+impl MessageSubs {
+    pub(crate) fn new() -> Self {
+        MessageSubs {
+            subs: Vec::new(),
+            early: Some(VecDeque::new()),
+        }
+    }
+
+    fn emit(&mut self, e: MessageEvent) {
+        if let Some(early) = self.early.as_mut() {
+            if early.len() >= MESSAGE_BUFFER {
+                early.pop_front();
+                tracing::warn!(
+                    "{MESSAGE_BUFFER} events wait for a first messages() subscriber; dropping the oldest"
+                );
+            }
+            early.push_back(e);
+            return;
+        }
+        self.subs.retain_mut(|tx| match tx.try_send(e.clone()) {
+            Ok(()) => true,
+            Err(err) if err.is_disconnected() => false,
+            Err(_) => {
+                tracing::warn!(
+                    "a messages() subscriber has {MESSAGE_BUFFER} unread events; dropping this one"
+                );
+                true
+            }
+        });
+    }
+
+    fn subscribe(&mut self) -> mpsc::Receiver<MessageEvent> {
+        let (mut tx, rx) = mpsc::channel(MESSAGE_BUFFER);
+        // The channel holds `MESSAGE_BUFFER` + 1 events: the whole backlog
+        // fits.
+        for e in self.early.take().into_iter().flatten() {
+            if tx.try_send(e).is_err() {
+                tracing::warn!("an early event did not fit the first subscriber's buffer");
+            }
+        }
+        self.subs.push(tx);
+        rx
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -369,16 +434,7 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, e: MessageEvent) {
-        lock(&self.message_subs).retain_mut(|tx| match tx.try_send(e.clone()) {
-            Ok(()) => true,
-            Err(err) if err.is_disconnected() => false,
-            Err(_) => {
-                tracing::warn!(
-                    "a messages() subscriber has {MESSAGE_BUFFER} unread events; dropping this one"
-                );
-                true
-            }
-        });
+        lock(&self.message_subs).emit(e);
     }
 
     pub(crate) fn fresh_id(&self) -> u64 {
@@ -506,14 +562,22 @@ impl MeshClient {
         rx
     }
 
-    /// Chat messages, receipts and delivery news, from now on. Read it
-    /// steadily: past [`MESSAGE_BUFFER`] unread events, new ones are
+    /// Chat messages, receipts and delivery news, from now on.
+    ///
+    /// The first subscriber also gets, first and in order, every event
+    /// emitted before it subscribed — such as chats the relay held while we
+    /// were offline and handed over as soon as [`MeshClient::connect`]
+    /// returned. Until there is a first subscriber at most
+    /// [`MESSAGE_BUFFER`] events are kept (past that the oldest are dropped,
+    /// and logged); later subscribers see only what comes after they
+    /// subscribe, and once there has been a subscriber, events emitted while
+    /// there is none are not kept.
+    ///
+    /// Read it steadily: past [`MESSAGE_BUFFER`] unread events, new ones are
     /// dropped for this subscriber (and logged), so a forgotten
     /// subscription cannot grow without bound.
     pub fn messages(&self) -> impl Stream<Item = MessageEvent> + Unpin {
-        let (tx, rx) = mpsc::channel(MESSAGE_BUFFER);
-        lock(&self.shared.message_subs).push(tx);
-        rx
+        lock(&self.shared.message_subs).subscribe()
     }
 
     /// Asks `peer` for `capability` with `body`; waits for the answer or the
@@ -639,7 +703,7 @@ impl MeshClient {
     /// allow it.
     pub fn handle<F, Fut>(&self, capability: &str, handler: F)
     where
-        F: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
+        F: Fn(IncomingRequest) -> Fut + MaybeSendSync + 'static,
         Fut: Future<Output = Result<Bytes, HandlerError>> + MaybeSend + 'static,
     {
         let h: UnaryHandler = Arc::new(move |req| Box::pin(handler(req)));
@@ -650,7 +714,7 @@ impl MeshClient {
     /// through the [`StreamSink`]; returning `Ok` ends the stream.
     pub fn handle_stream<F, Fut>(&self, capability: &str, handler: F)
     where
-        F: Fn(IncomingRequest, StreamSink) -> Fut + Send + Sync + 'static,
+        F: Fn(IncomingRequest, StreamSink) -> Fut + MaybeSendSync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + MaybeSend + 'static,
     {
         let h: StreamHandler = Arc::new(move |req, sink| Box::pin(handler(req, sink)));
@@ -673,8 +737,11 @@ impl MeshClient {
     }
 
     /// Sends a chat message; returns its id. Delivery news arrives on
-    /// [`MeshClient::messages`] (`Queued`, then the peer's `Receipt`, or
-    /// `Failed`).
+    /// [`MeshClient::messages`]: at most one `Queued` (the relay holds it
+    /// for an offline peer), then the peer's `Receipt` (sent only if its ACL
+    /// allows chat from us) or exactly one `Failed`. If the peer restarted
+    /// and cannot open the session the message was sealed on, it is sealed
+    /// again on a new session; the peer shows it once.
     pub fn send_message(&self, peer: AgentId, text: &str) -> Result<u64, ClientError> {
         if text.len() > mesh_core::limits::MAX_APP_BODY {
             return Err(ClientError::PayloadTooLarge(format!(
@@ -712,5 +779,43 @@ impl MeshClient {
         if self.shared.cmd.unbounded_send(Command::Close(tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(n: u64) -> MessageEvent {
+        MessageEvent::Queued {
+            peer: Identity::from_secret_bytes(&[7; 32]).agent_id(),
+            msg_id: n,
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<MessageEvent>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(MessageEvent::Queued { msg_id, .. }) = rx.try_recv() {
+            out.push(msg_id);
+        }
+        out
+    }
+
+    #[test]
+    fn the_first_subscriber_gets_the_newest_early_events_in_order() {
+        let mut subs = MessageSubs::new();
+        let n = MESSAGE_BUFFER as u64 + 10;
+        for i in 0..n {
+            subs.emit(queued(i));
+        }
+        let mut first = subs.subscribe();
+        subs.emit(queued(n));
+        assert_eq!(drain(&mut first), (10..=n).collect::<Vec<_>>());
+        // Later subscribers start from now; nothing is kept without one.
+        drop(first);
+        subs.emit(queued(n + 1));
+        let mut second = subs.subscribe();
+        subs.emit(queued(n + 2));
+        assert_eq!(drain(&mut second), vec![n + 2]);
     }
 }

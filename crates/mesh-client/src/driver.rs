@@ -26,13 +26,14 @@ use mesh_core::auth::{
     ClientAuth, ClientStep, Heartbeat, HeartbeatAction, Session as RelaySession,
 };
 use mesh_core::frame::{DeliveryStatus, Frame, ResumeToken, Routed};
-use mesh_core::noise::{EnvelopeKind, NoiseKeypair};
+use mesh_core::noise::{Envelope, EnvelopeKind, NoiseKeypair};
 use mesh_core::session::SendError;
 use mesh_core::{AgentId, AppMessage, ErrorCode, Identity, SessionEvent, SessionTable};
 
 use crate::client::{
     cancellation, lock, CancelTrigger, ClientOptions, Command, ConnectionState, Handler,
-    IncomingRequest, MeshClient, MessageEvent, ReplyTo, Shared, StreamSink, MAX_UNREAD_CHUNKS,
+    IncomingRequest, MeshClient, MessageEvent, MessageSubs, ReplyTo, Shared, StreamSink,
+    MAX_UNREAD_CHUNKS,
 };
 use crate::error::{ClientError, HandlerError};
 use crate::rt;
@@ -46,6 +47,11 @@ const OUTBOX_CAPACITY: usize = 8_192;
 const BURST: usize = 8;
 /// Bytes of frames kept for resending (64 MiB).
 const OUTBOX_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Chat messages kept until the peer's receipt, to seal again if the
+/// session they were sealed on turns out to be lost.
+const UNCONFIRMED_CHATS: usize = 4096;
+/// Bytes of chat text kept until the peer's receipt (64 MiB).
+const UNCONFIRMED_CHAT_BYTES: usize = 64 * 1024 * 1024;
 
 enum Event {
     Connected {
@@ -91,6 +97,18 @@ struct OutFrame {
     handshake: bool,
 }
 
+/// A chat message we sent that the peer has not confirmed with a receipt.
+struct SentChat {
+    peer: AgentId,
+    message: AppMessage,
+    /// The session its transport envelopes were last sealed on; `None`
+    /// while it waits for a handshake.
+    session: Option<u64>,
+    /// `Queued` was reported for it (once is enough).
+    queued: bool,
+    bytes: usize,
+}
+
 struct Link {
     id: u64,
     sender: transport::Sender,
@@ -129,7 +147,15 @@ struct Driver {
     seen_order: VecDeque<(AgentId, u64)>,
     pending: HashMap<u64, Pending>,
     serving: HashMap<(AgentId, u64), CancelTrigger>,
-    chat_ids: HashSet<u64>,
+    /// Chats sent and not yet confirmed by a receipt, by message id (ids
+    /// increase: the first is the oldest). A chat leaves on its receipt or
+    /// its one `Failed`.
+    chats: BTreeMap<u64, SentChat>,
+    chat_bytes: usize,
+    /// Received (sender, chat message id) pairs: a chat sealed again after
+    /// a lost session travels in a new frame, so frame ids cannot catch it.
+    seen_chats: HashSet<(AgentId, u64)>,
+    seen_chats_order: VecDeque<(AgentId, u64)>,
     retries: Vec<(u64, u64)>,
     new_link_rx: Option<(u64, transport::Receiver)>,
     done: bool,
@@ -144,6 +170,8 @@ pub(crate) async fn start(
     let noise = NoiseKeypair::generate().map_err(|e| ClientError::Protocol(e.to_string()))?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded();
     let (ev_tx, ev_rx) = mpsc::unbounded();
+    // On wasm32 handlers hold JS functions (not `Send`); one thread there.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     let shared = Arc::new(Shared {
         agent: identity.agent_id(),
         relay_url: relay_url.to_string(),
@@ -151,7 +179,7 @@ pub(crate) async fn start(
         next_id: AtomicU64::new(rt::random_u64() >> 12),
         handlers: Mutex::new(HashMap::new()),
         state: Mutex::new((ConnectionState::Connecting, Vec::new())),
-        message_subs: Mutex::new(Vec::new()),
+        message_subs: Mutex::new(MessageSubs::new()),
         cmd: cmd_tx,
         identity: identity.clone(),
         options: options.clone(),
@@ -176,7 +204,10 @@ pub(crate) async fn start(
         seen_order: VecDeque::new(),
         pending: HashMap::new(),
         serving: HashMap::new(),
-        chat_ids: HashSet::new(),
+        chats: BTreeMap::new(),
+        chat_bytes: 0,
+        seen_chats: HashSet::new(),
+        seen_chats_order: VecDeque::new(),
         retries: Vec::new(),
         new_link_rx: None,
         done: false,
@@ -238,6 +269,19 @@ async fn connect_once(
                 })
             }
         }
+    }
+}
+
+/// What the application sees when the session table refuses a message.
+fn send_error(peer: AgentId, e: SendError) -> ClientError {
+    match e {
+        SendError::App(e) => ClientError::PayloadTooLarge(e.to_string()),
+        SendError::QueueFull => ClientError::Unreachable(format!(
+            "too many messages waiting for a session with {}",
+            peer.short()
+        )),
+        SendError::ToSelf => ClientError::BadRequest("cannot send to ourselves".into()),
+        e => ClientError::Protocol(e.to_string()),
     }
 }
 
@@ -540,8 +584,24 @@ impl Driver {
                         self.seen.remove(&old);
                     }
                 }
+                // The peer has no session `lost` (it restarted): what was
+                // sealed on it cannot be opened. The session table starts a
+                // new handshake if `lost` is the current session (and then
+                // re-sends open requests); chats sealed on it are sealed
+                // again here — on the new session once it is ready, or on
+                // the current one if `lost` was already replaced.
+                let lost = match EnvelopeKind::of(&body) {
+                    Some(EnvelopeKind::SessionUnknown) => match Envelope::decode(body.clone()) {
+                        Ok(Envelope::SessionUnknown { session_id }) => Some(session_id),
+                        _ => None,
+                    },
+                    _ => None,
+                };
                 if let Err(e) = self.sessions.handle_incoming(peer, body, now) {
                     tracing::debug!(peer = %peer.short(), error = %e, "end-to-end message rejected");
+                }
+                if let Some(session_id) = lost {
+                    self.reseal_chats(peer, session_id);
                 }
                 self.pump().await;
             }
@@ -592,7 +652,12 @@ impl Driver {
             DeliveryStatus::Queued => {
                 if let Some(out) = self.unqueue(&msg_id) {
                     if let Tag::Chat(id) = out.tag {
-                        self.shared.emit(MessageEvent::Queued { peer, msg_id: id });
+                        // Once per chat, however many frames (fragments,
+                        // or sealing again) it took.
+                        if let Some(chat) = self.chats.get_mut(&id).filter(|c| !c.queued) {
+                            chat.queued = true;
+                            self.shared.emit(MessageEvent::Queued { peer, msg_id: id });
+                        }
                     }
                 }
             }
@@ -612,7 +677,9 @@ impl Driver {
                         | ErrorCode::Unreachable
                 ) {
                     // Nothing more can reach this peer now: fail everything
-                    // waiting on it and start afresh next time.
+                    // waiting on it and start afresh next time. (The
+                    // refused frame's own message may be among the unsent:
+                    // it fails once, `fail_tag` below finds it gone.)
                     for unsent in self.sessions.forget_peer(&peer) {
                         self.fail_message(peer, &unsent, err.clone());
                     }
@@ -647,12 +714,82 @@ impl Driver {
                     fail(p.reply, err);
                 }
             }
-            Tag::Chat(msg_id) => self.shared.emit(MessageEvent::Failed {
-                peer,
-                msg_id,
-                error: err,
-            }),
+            Tag::Chat(msg_id) => self.fail_chat(peer, msg_id, err),
             Tag::None => {}
+        }
+    }
+
+    /// Reports chat `msg_id` as failed, once: it leaves the chat table, and
+    /// a chat no longer there (confirmed, or already failed) is not
+    /// reported again.
+    fn fail_chat(&mut self, peer: AgentId, msg_id: u64, error: ClientError) {
+        let Some(chat) = self.chats.remove(&msg_id) else {
+            return;
+        };
+        self.chat_bytes -= chat.bytes;
+        self.shared.emit(MessageEvent::Failed {
+            peer,
+            msg_id,
+            error,
+        });
+    }
+
+    /// Remembers a chat until the peer's receipt; the oldest gives way
+    /// past the table's bounds.
+    fn track_chat(&mut self, peer: AgentId, msg_id: u64, message: AppMessage, text_len: usize) {
+        let bytes = text_len + 64;
+        while !self.chats.is_empty()
+            && (self.chats.len() >= UNCONFIRMED_CHATS
+                || self.chat_bytes + bytes > UNCONFIRMED_CHAT_BYTES)
+        {
+            if let Some((id, old)) = self.chats.pop_first() {
+                self.chat_bytes -= old.bytes;
+                tracing::warn!(
+                    msg_id = id,
+                    "too many chat messages without a receipt; forgetting the oldest \
+                     (it is not sent again if its session turns out to be lost)"
+                );
+            }
+        }
+        self.chat_bytes += bytes;
+        self.chats.insert(
+            msg_id,
+            SentChat {
+                peer,
+                message,
+                session: None,
+                queued: false,
+                bytes,
+            },
+        );
+    }
+
+    /// Seals again, for `peer`, every unconfirmed chat last sealed on
+    /// session `lost`, in the order they were first sent. The session table
+    /// queues them behind the new handshake (or seals them on the current
+    /// session); the receiver de-duplicates by chat message id.
+    fn reseal_chats(&mut self, peer: AgentId, lost: u64) {
+        let again: Vec<(u64, AppMessage)> = self
+            .chats
+            .iter_mut()
+            .filter(|(_, c)| c.peer == peer && c.session == Some(lost))
+            .map(|(id, c)| {
+                c.session = None;
+                (*id, c.message.clone())
+            })
+            .collect();
+        if !again.is_empty() {
+            tracing::debug!(
+                peer = %peer.short(),
+                count = again.len(),
+                "sealing chat messages again after a lost session"
+            );
+        }
+        for (id, message) in again {
+            if let Err(e) = self.sessions.send_tagged(peer, message, id, rt::now_ms()) {
+                let err = send_error(peer, e);
+                self.fail_chat(peer, id, err);
+            }
         }
     }
 
@@ -673,26 +810,12 @@ impl Driver {
         msg: AppMessage,
         tag: Tag,
     ) -> Result<(), ClientError> {
-        if let Tag::Chat(id) = tag {
-            if self.chat_ids.len() > 10_000 {
-                self.chat_ids.clear();
-            }
-            self.chat_ids.insert(id);
-        }
         match self.sessions.send_tagged(peer, msg, tag.id(), rt::now_ms()) {
             Ok(()) => {
                 self.pump().await;
                 Ok(())
             }
-            Err(SendError::App(e)) => Err(ClientError::PayloadTooLarge(e.to_string())),
-            Err(SendError::QueueFull) => Err(ClientError::Unreachable(format!(
-                "too many messages waiting for a session with {}",
-                peer.short()
-            ))),
-            Err(SendError::ToSelf) => {
-                Err(ClientError::BadRequest("cannot send to ourselves".into()))
-            }
-            Err(e) => Err(ClientError::Protocol(e.to_string())),
+            Err(e) => Err(send_error(peer, e)),
         }
     }
 
@@ -707,7 +830,14 @@ impl Driver {
                     Tag::None
                 } else if self.pending.contains_key(&t.tag) {
                     Tag::Request(t.tag)
-                } else if self.chat_ids.contains(&t.tag) {
+                } else if let Some(chat) = self.chats.get_mut(&t.tag) {
+                    // Remember which session it is sealed on, to seal it
+                    // again should the peer say it has no such session.
+                    if let Ok(Envelope::Transport { session_id, .. }) =
+                        Envelope::decode(t.body.clone())
+                    {
+                        chat.session = Some(session_id);
+                    }
                     Tag::Chat(t.tag)
                 } else {
                     Tag::None
@@ -956,13 +1086,24 @@ impl Driver {
                 let allowed = lock(&self.shared.acl)
                     .evaluate(&from, CHAT_CAPABILITY)
                     .is_allowed();
-                self.shared.emit(MessageEvent::Chat {
-                    from,
-                    msg_id,
-                    sent_at_ms,
-                    text,
-                    allowed,
-                });
+                // A chat sealed again (its session looked lost) comes in a
+                // new frame: show it once, but acknowledge it again — the
+                // sender evidently missed the receipt.
+                if self.seen_chats.insert((from, msg_id)) {
+                    self.seen_chats_order.push_back((from, msg_id));
+                    if self.seen_chats_order.len() > SEEN_CAPACITY {
+                        if let Some(old) = self.seen_chats_order.pop_front() {
+                            self.seen_chats.remove(&old);
+                        }
+                    }
+                    self.shared.emit(MessageEvent::Chat {
+                        from,
+                        msg_id,
+                        sent_at_ms,
+                        text,
+                        allowed,
+                    });
+                }
                 if allowed {
                     self.reply(
                         from,
@@ -974,6 +1115,12 @@ impl Driver {
                 }
             }
             AppMessage::Receipt { msg_id, kind } => {
+                // Confirmed: it will not be sealed again or reported failed.
+                if self.chats.get(&msg_id).is_some_and(|c| c.peer == from) {
+                    if let Some(chat) = self.chats.remove(&msg_id) {
+                        self.chat_bytes -= chat.bytes;
+                    }
+                }
                 self.shared
                     .emit(MessageEvent::Receipt { from, msg_id, kind });
             }
@@ -1105,17 +1252,15 @@ impl Driver {
                 }
             }
             Command::Chat { peer, msg_id, text } => {
+                let text_len = text.len();
                 let msg = AppMessage::Chat {
                     msg_id,
                     sent_at_ms: rt::unix_ms(),
                     text,
                 };
+                self.track_chat(peer, msg_id, msg.clone(), text_len);
                 if let Err(error) = self.send_app(peer, msg, Tag::Chat(msg_id)).await {
-                    self.shared.emit(MessageEvent::Failed {
-                        peer,
-                        msg_id,
-                        error,
-                    });
+                    self.fail_chat(peer, msg_id, error);
                 }
             }
             Command::Receipt { peer, msg_id, kind } => {

@@ -24,6 +24,9 @@ pub mod transport;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod acl_file;
 
+#[cfg(target_arch = "wasm32")]
+pub mod idb;
+
 pub use client::{
     ClientOptions, ConnectionState, IncomingRequest, MeshClient, MessageEvent, ResponseStream,
     StreamSink,

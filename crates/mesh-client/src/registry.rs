@@ -1,8 +1,8 @@
 //! The registry client: publish our signed Agent Card, fetch and search
 //! others' — verifying every card's signature here, so a registry can never
 //! alter a card unnoticed — delete our card with a signed request, and
-//! publish revocations. HTTP through reqwest: hyper + rustls (ring)
-//! natively, `fetch` in browsers and Workers.
+//! publish revocations. HTTP through reqwest natively (hyper + rustls with
+//! ring) and the runtime's own `fetch` in browsers, Node, Deno and Workers.
 
 use mesh_core::card::SignedCard;
 use mesh_core::registry::RegistryRequest;
@@ -85,7 +85,7 @@ struct WireErrorBody {
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     base: String,
-    http: reqwest::Client,
+    http: http::Http,
 }
 
 fn verify_entry(e: WireEntry) -> Result<CardEntry, ClientError> {
@@ -122,14 +122,14 @@ impl RegistryClient {
 
     /// A registry at `base_url` (e.g. `https://relay.example.org`).
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
-        #[cfg(not(target_arch = "wasm32"))]
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ClientError::BadRequest(format!(
+                "the registry URL must start with http:// or https://: {base_url}"
+            )));
+        }
         Ok(RegistryClient {
             base: base_url.trim_end_matches('/').to_string(),
-            http,
+            http: http::Http::new()?,
         })
     }
 
@@ -138,10 +138,34 @@ impl RegistryClient {
         &self.base
     }
 
-    async fn error(resp: reqwest::Response) -> ClientError {
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        match serde_json::from_str::<WireError>(&text) {
+    /// Sends one request; a non-2xx answer becomes the registry's typed
+    /// error (404 too, unless `allow_404`, which reads as `None`).
+    async fn call(
+        &self,
+        method: &'static str,
+        path_and_query: &str,
+        headers: &[(&'static str, String)],
+        body: Option<Vec<u8>>,
+        allow_404: bool,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let (status, body) =
+            self.http
+                .send(method, &url, headers, body)
+                .await
+                .map_err(|message| ClientError::Registry {
+                    status: 0,
+                    code: "unreachable".into(),
+                    message,
+                })?;
+        if (200..300).contains(&status) {
+            return Ok(Some(body));
+        }
+        if status == 404 && allow_404 {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&body);
+        Err(match serde_json::from_str::<WireError>(&text) {
             Ok(e) => ClientError::Registry {
                 status,
                 code: e.error.code,
@@ -152,55 +176,27 @@ impl RegistryClient {
                 code: "http_error".into(),
                 message: text.chars().take(200).collect(),
             },
-        }
-    }
-
-    /// Passes a 2xx response through; turns anything else into the
-    /// registry's typed error.
-    async fn success(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(Self::error(resp).await)
-        }
-    }
-
-    fn net(e: reqwest::Error) -> ClientError {
-        ClientError::Registry {
-            status: 0,
-            code: "unreachable".into(),
-            message: e.to_string(),
-        }
+        })
     }
 
     /// Publishes (creates or replaces) a signed card; returns its sequence
     /// number as stored.
     pub async fn publish(&self, card: &SignedCard) -> Result<u64, ClientError> {
-        let url = format!("{}/v1/agents/{}", self.base, card.agent_id());
-        let resp = self
-            .http
-            .put(url)
-            .header("content-type", "application/json")
-            .body(card.to_json())
-            .send()
-            .await
-            .map_err(Self::net)?;
-        Self::success(resp).await?;
+        let path = format!("/v1/agents/{}", card.agent_id());
+        let json = [("content-type", "application/json".to_string())];
+        self.call("PUT", &path, &json, Some(card.to_json()), false)
+            .await?;
         Ok(card.seq())
     }
 
     /// Fetches and verifies `agent`'s card; `None` if it has none.
     pub async fn get(&self, agent: &AgentId) -> Result<Option<CardEntry>, ClientError> {
-        let url = format!("{}/v1/agents/{}", self.base, agent);
-        let resp = self.http.get(url).send().await.map_err(Self::net)?;
-        if resp.status().as_u16() == 404 {
+        let path = format!("/v1/agents/{agent}");
+        let Some(body) = self.call("GET", &path, &[], None, true).await? else {
             return Ok(None);
-        }
-        let resp = Self::success(resp).await?;
-        let entry: WireEntry = resp
-            .json()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        };
+        let entry: WireEntry =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let entry = verify_entry(entry)?;
         if entry.card.agent_id() != *agent {
             return Err(ClientError::Protocol(
@@ -228,18 +224,19 @@ impl RegistryClient {
         if let Some(c) = &q.cursor {
             params.push(("cursor", c.clone()));
         }
-        let resp = self
-            .http
-            .get(format!("{}/v1/agents", self.base))
-            .query(&params)
-            .send()
-            .await
-            .map_err(Self::net)?;
-        let resp = Self::success(resp).await?;
-        let page: WirePage = resp
-            .json()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut path = String::from("/v1/agents");
+        for (i, (key, value)) in params.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str(key);
+            path.push('=');
+            path.push_str(&encode_component(value));
+        }
+        let body = self
+            .call("GET", &path, &[], None, false)
+            .await?
+            .unwrap_or_default();
+        let page: WirePage =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut items = Vec::new();
         let mut rejected = 0;
         for e in page.items {
@@ -260,28 +257,145 @@ impl RegistryClient {
         let path = format!("/v1/agents/{}", identity.agent_id());
         let signed = RegistryRequest::new_random(identity, "DELETE", &path, crate::rt::unix_ms())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self
-            .http
-            .delete(format!("{}{}", self.base, path))
-            .header("authorization", signed.to_authorization())
-            .send()
-            .await
-            .map_err(Self::net)?;
-        Self::success(resp).await?;
+        let auth = [("authorization", signed.to_authorization())];
+        self.call("DELETE", &path, &auth, None, false).await?;
         Ok(())
     }
 
     /// Publishes a revocation of a key (normally our own).
     pub async fn revoke(&self, revocation: &Revocation) -> Result<(), ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/revocations", self.base))
-            .header("content-type", "application/json")
-            .body(revocation.to_json())
-            .send()
-            .await
-            .map_err(Self::net)?;
-        Self::success(resp).await?;
+        let json = [("content-type", "application/json".to_string())];
+        self.call(
+            "POST",
+            "/v1/revocations",
+            &json,
+            Some(revocation.to_json().into_bytes()),
+            false,
+        )
+        .await?;
         Ok(())
+    }
+}
+
+/// Percent-encodes a query component (everything but RFC 3986's
+/// unreserved characters).
+fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One HTTP exchange: reqwest (hyper + rustls/ring) natively, the runtime's
+/// `fetch` in browsers, Node, Deno and Workers (no HTTP stack in the wasm).
+mod http {
+    use crate::error::ClientError;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[derive(Debug, Clone)]
+    pub(super) struct Http(reqwest::Client);
+
+    #[cfg(not(target_arch = "wasm32"))]
+    impl Http {
+        pub(super) fn new() -> Result<Self, ClientError> {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .build()
+                .map(Http)
+                .map_err(|e| ClientError::Protocol(e.to_string()))
+        }
+
+        /// `(status, body)`, or why nothing came back.
+        pub(super) async fn send(
+            &self,
+            method: &'static str,
+            url: &str,
+            headers: &[(&'static str, String)],
+            body: Option<Vec<u8>>,
+        ) -> Result<(u16, Vec<u8>), String> {
+            let method =
+                reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+            let mut req = self.0.request(method, url);
+            for (name, value) in headers {
+                req = req.header(*name, value);
+            }
+            if let Some(body) = body {
+                req = req.body(body);
+            }
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.map_err(|e| e.to_string())?;
+            Ok((status, body.to_vec()))
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    #[derive(Debug, Clone)]
+    pub(super) struct Http;
+
+    #[cfg(target_arch = "wasm32")]
+    impl Http {
+        pub(super) fn new() -> Result<Self, ClientError> {
+            Ok(Http)
+        }
+
+        /// `(status, body)`, or why nothing came back.
+        pub(super) async fn send(
+            &self,
+            method: &'static str,
+            url: &str,
+            headers: &[(&'static str, String)],
+            body: Option<Vec<u8>>,
+        ) -> Result<(u16, Vec<u8>), String> {
+            use wasm_bindgen::{JsCast, JsValue};
+            use wasm_bindgen_futures::JsFuture;
+            let describe = |e: JsValue| {
+                js_sys::Reflect::get(&e, &"message".into())
+                    .ok()
+                    .and_then(|m| m.as_string())
+                    .unwrap_or_else(|| format!("{e:?}"))
+            };
+            let global = js_sys::global();
+            let fetch = js_sys::Reflect::get(&global, &"fetch".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+                .ok_or_else(|| "this runtime has no fetch()".to_string())?;
+            let init = js_sys::Object::new();
+            let set = |k: &str, v: &JsValue| {
+                let _ = js_sys::Reflect::set(&init, &k.into(), v);
+            };
+            set("method", &method.into());
+            let hdrs = js_sys::Object::new();
+            for (name, value) in headers {
+                let _ = js_sys::Reflect::set(&hdrs, &(*name).into(), &value.as_str().into());
+            }
+            set("headers", &hdrs);
+            if let Some(body) = body {
+                set("body", &js_sys::Uint8Array::from(&body[..]));
+            }
+            let promise = fetch.call2(&global, &url.into(), &init).map_err(describe)?;
+            let resp = JsFuture::from(js_sys::Promise::resolve(&promise))
+                .await
+                .map_err(describe)?;
+            let status = js_sys::Reflect::get(&resp, &"status".into())
+                .ok()
+                .and_then(|s| s.as_f64())
+                .ok_or_else(|| "fetch returned no status".to_string())?;
+            let array_buffer = js_sys::Reflect::get(&resp, &"arrayBuffer".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+                .ok_or_else(|| "fetch response has no arrayBuffer()".to_string())?;
+            let buf = array_buffer.call0(&resp).map_err(describe)?;
+            let buf = JsFuture::from(js_sys::Promise::resolve(&buf))
+                .await
+                .map_err(describe)?;
+            let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+            Ok((status as u16, bytes))
+        }
     }
 }

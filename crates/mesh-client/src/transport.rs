@@ -155,42 +155,70 @@ mod imp {
 }
 
 #[cfg(target_arch = "wasm32")]
-mod imp {
-    use super::*;
-    use wasm_bindgen::closure::Closure;
-    use wasm_bindgen::JsCast;
-    use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+pub use imp::set_websocket_constructor;
 
-    /// Sending half of a browser WebSocket.
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    //! Written against the WHATWG WebSocket surface only, through
+    //! `addEventListener` and plain property reads, so that it works with the
+    //! browser's socket, Deno's, workerd's, and a constructor handed in by
+    //! the application (such as the `ws` package on Node 20, whose event
+    //! objects are not `instanceof MessageEvent`).
+    use super::*;
+    use std::cell::RefCell;
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::{JsCast, JsValue};
+    use web_sys::WebSocket;
+
+    thread_local! {
+        static CONSTRUCTOR: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+    }
+
+    /// Uses `constructor` (called as `new constructor(url)`) instead of the
+    /// global `WebSocket` for every later connection, e.g. the `ws` package
+    /// on Node 20, which has no global `WebSocket`. `None` restores the
+    /// global.
+    pub fn set_websocket_constructor(constructor: Option<js_sys::Function>) {
+        CONSTRUCTOR.with(|c| *c.borrow_mut() = constructor);
+    }
+
+    type Listener = Closure<dyn FnMut(JsValue)>;
+
+    /// Sending half of a WebSocket.
     pub struct Sender {
         ws: WebSocket,
-        _handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+        listeners: Vec<(&'static str, Listener)>,
     }
 
     impl Drop for Sender {
         fn drop(&mut self) {
-            self.ws.set_onmessage(None);
-            self.ws.set_onclose(None);
-            self.ws.set_onerror(None);
-            self.ws.set_onopen(None);
+            for (event, listener) in &self.listeners {
+                let _ = self
+                    .ws
+                    .remove_event_listener_with_callback(event, listener.as_ref().unchecked_ref());
+            }
             let _ = self.ws.close();
         }
     }
 
     impl Sender {
-        /// Sends one binary frame.
+        /// Sends one binary frame. The bytes are copied into a JS-owned
+        /// array first: a view into wasm memory is not safe to hand over,
+        /// because some runtimes (workerd) read it after `send` returns, by
+        /// which time the memory may hold something else.
         pub async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
+            let owned = js_sys::Uint8Array::from(&frame[..]);
             self.ws
-                .send_with_u8_array(&frame)
+                .send_with_array_buffer_view(&owned)
                 .map_err(|_| TransportError::Send)
         }
 
-        /// Sends one binary frame (the browser buffers it already).
+        /// Sends one binary frame (the runtime buffers it already).
         pub async fn feed(&mut self, frame: Bytes) -> Result<(), TransportError> {
             self.send(frame).await
         }
 
-        /// Nothing to do: the browser writes as it can.
+        /// Nothing to do: the runtime writes as it can.
         pub async fn flush(&mut self) -> Result<(), TransportError> {
             Ok(())
         }
@@ -201,92 +229,148 @@ mod imp {
         }
     }
 
+    fn get(target: &JsValue, key: &str) -> JsValue {
+        js_sys::Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn describe(e: &JsValue) -> String {
+        let message = get(e, "message");
+        message
+            .as_string()
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| format!("{e:?}"))
+    }
+
+    fn open(url: &str) -> Result<WebSocket, String> {
+        let ctor = CONSTRUCTOR.with(|c| c.borrow().clone());
+        let ctor = match ctor {
+            Some(f) => f,
+            None => {
+                let global = get(&js_sys::global(), "WebSocket");
+                if !global.is_function() {
+                    return Err("this runtime has no global WebSocket; pass a WebSocket \
+                                implementation in the connect options (e.g. the `ws` \
+                                package on Node 20)"
+                        .into());
+                }
+                global.unchecked_into()
+            }
+        };
+        let args = js_sys::Array::of1(&JsValue::from_str(url));
+        js_sys::Reflect::construct(&ctor, &args)
+            .map(JsCast::unchecked_into)
+            .map_err(|e| describe(&e))
+    }
+
+    /// The bytes of a message event's `data`: an `ArrayBuffer`, a typed
+    /// array / Node `Buffer`, or `None` for text.
+    fn frame_bytes(data: &JsValue) -> Option<Vec<u8>> {
+        if let Some(buf) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+            return Some(js_sys::Uint8Array::new(buf).to_vec());
+        }
+        if let Some(view) = data.dyn_ref::<js_sys::Uint8Array>() {
+            return Some(view.to_vec());
+        }
+        None
+    }
+
     /// Opens a WebSocket to `url` and waits until it is open.
     pub async fn connect(url: &str) -> Result<(Sender, Receiver), TransportError> {
         let fail = |reason: String| TransportError::Connect {
             url: url.to_string(),
             reason,
         };
-        let ws = WebSocket::new(url).map_err(|e| fail(format!("{e:?}")))?;
-        ws.set_binary_type(BinaryType::Arraybuffer);
+        let ws = open(url).map_err(fail)?;
+        // A property set: harmless where a runtime delivers ArrayBuffers
+        // anyway (workerd).
+        let _ = js_sys::Reflect::set(&ws, &"binaryType".into(), &"arraybuffer".into());
         let (tx, rx) = mpsc::channel(RECEIVE_BUFFER);
         let (open_tx, open_rx) = futures::channel::oneshot::channel::<Result<(), String>>();
-        let open_tx = std::rc::Rc::new(std::cell::RefCell::new(Some(open_tx)));
-        let mut handlers: Vec<Closure<dyn FnMut(web_sys::Event)>> = Vec::new();
+        let open_tx = std::rc::Rc::new(RefCell::new(Some(open_tx)));
+        let mut listeners: Vec<(&'static str, Listener)> = Vec::new();
         {
             let open_tx = open_tx.clone();
-            let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
-                if let Some(t) = open_tx.borrow_mut().take() {
-                    let _ = t.send(Ok(()));
-                }
-            });
-            ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-            handlers.push(on_open);
+            listeners.push((
+                "open",
+                Listener::new(move |_e: JsValue| {
+                    if let Some(t) = open_tx.borrow_mut().take() {
+                        let _ = t.send(Ok(()));
+                    }
+                }),
+            ));
         }
         {
             let mut tx = tx.clone();
             let socket = ws.clone();
-            let on_message = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
-                if let Ok(m) = e.dyn_into::<MessageEvent>() {
-                    if let Ok(buf) = m.data().dyn_into::<js_sys::ArrayBuffer>() {
-                        let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+            listeners.push((
+                "message",
+                Listener::new(move |e: JsValue| {
+                    if let Some(bytes) = frame_bytes(&get(&e, "data")) {
                         if tx.try_send(Incoming::Frame(Bytes::from(bytes))).is_err() {
                             // The driver is this far behind: drop the link
-                            // rather than buffer without bound; unacknowledged
-                            // frames come again after the reconnect.
+                            // rather than buffer without bound; frames we
+                            // did not acknowledge come again after the
+                            // reconnect.
                             let _ = socket.close_with_code_and_reason(4000, "client overloaded");
                         }
                     }
-                }
-            });
-            ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            handlers.push(on_message);
+                }),
+            ));
         }
         {
             let mut tx = tx.clone();
             let open_tx = open_tx.clone();
-            let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
-                let info = match e.dyn_into::<CloseEvent>() {
-                    Ok(c) => CloseInfo {
-                        code: Some(c.code()),
-                        reason: c.reason(),
-                    },
-                    Err(_) => CloseInfo {
-                        code: None,
-                        reason: "closed".into(),
-                    },
-                };
-                if let Some(t) = open_tx.borrow_mut().take() {
-                    let _ = t.send(Err(format!("closed before opening ({:?})", info.code)));
-                }
-                // Delivered even when the buffer is full: the close must
-                // reach the driver. `Sender` clones each add a slot.
-                let _ = tx
-                    .clone()
-                    .try_send(Incoming::Closed(info.clone()))
-                    .or_else(|_| tx.try_send(Incoming::Closed(info)));
-            });
-            ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-            handlers.push(on_close);
+            listeners.push((
+                "close",
+                Listener::new(move |e: JsValue| {
+                    let code = get(&e, "code").as_f64().map(|c| c as u16);
+                    let reason = get(&e, "reason").as_string().unwrap_or_default();
+                    let info = CloseInfo {
+                        code,
+                        reason: if reason.is_empty() {
+                            "closed".into()
+                        } else {
+                            reason
+                        },
+                    };
+                    if let Some(t) = open_tx.borrow_mut().take() {
+                        let _ = t.send(Err(format!(
+                            "closed before opening (code {:?}, {})",
+                            info.code, info.reason
+                        )));
+                    }
+                    // Delivered even when the buffer is full: the close must
+                    // reach the driver. Each `Sender` clone adds a slot.
+                    let _ = tx
+                        .clone()
+                        .try_send(Incoming::Closed(info.clone()))
+                        .or_else(|_| tx.try_send(Incoming::Closed(info)));
+                }),
+            ));
         }
         {
             let open_tx = open_tx.clone();
-            let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
-                if let Some(t) = open_tx.borrow_mut().take() {
-                    let _ = t.send(Err("websocket error".into()));
-                }
-            });
-            ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-            handlers.push(on_error);
+            listeners.push((
+                "error",
+                Listener::new(move |e: JsValue| {
+                    if let Some(t) = open_tx.borrow_mut().take() {
+                        let detail = get(&e, "message").as_string().unwrap_or_default();
+                        let _ = t.send(Err(if detail.is_empty() {
+                            "websocket error".into()
+                        } else {
+                            format!("websocket error: {detail}")
+                        }));
+                    }
+                }),
+            ));
         }
+        for (event, listener) in &listeners {
+            ws.add_event_listener_with_callback(event, listener.as_ref().unchecked_ref())
+                .map_err(|e| fail(describe(&e)))?;
+        }
+        let sender = Sender { ws, listeners };
         match open_rx.await {
-            Ok(Ok(())) => Ok((
-                Sender {
-                    ws,
-                    _handlers: handlers,
-                },
-                rx,
-            )),
+            Ok(Ok(())) => Ok((sender, rx)),
             Ok(Err(reason)) => Err(fail(reason)),
             Err(_) => Err(fail("cancelled".into())),
         }

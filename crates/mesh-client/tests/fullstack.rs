@@ -741,3 +741,286 @@ async fn a_stream_left_unread_is_bounded_failed_and_cancelled_at_the_peer() {
     );
     r.shutdown().await.unwrap();
 }
+
+// ----- chat delivery: restarts, refusals, early events -------------------
+
+/// The next event within `ms`, or a panic naming what was awaited.
+async fn next_event(
+    events: &mut (impl futures::Stream<Item = MessageEvent> + Unpin),
+    ms: u64,
+    what: &str,
+) -> MessageEvent {
+    match tokio::time::timeout(Duration::from_millis(ms), events.next()).await {
+        Ok(Some(e)) => e,
+        Ok(None) => panic!("the event stream ended while waiting for {what}"),
+        Err(_) => panic!("nothing within {ms} ms while waiting for {what}"),
+    }
+}
+
+/// Reads B's events until the chat `marker` arrives; returns the texts of
+/// every chat before it (checking each came from `from`).
+async fn chats_until(
+    inbox: &mut (impl futures::Stream<Item = MessageEvent> + Unpin),
+    from: AgentId,
+    marker: &str,
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        if let MessageEvent::Chat {
+            text, from: who, ..
+        } = next_event(inbox, 10_000, marker).await
+        {
+            assert_eq!(who, from);
+            if text == marker {
+                return texts;
+            }
+            texts.push(text);
+        }
+    }
+}
+
+/// Reads A's events until `from`'s delivered receipt for `msg_id`; panics
+/// on a `Failed` for it. Returns how many `Queued` it saw for it.
+async fn receipt_for(
+    events: &mut (impl futures::Stream<Item = MessageEvent> + Unpin),
+    from: AgentId,
+    msg_id: u64,
+) -> usize {
+    let mut queued = 0;
+    loop {
+        match next_event(events, 10_000, "the delivered receipt").await {
+            MessageEvent::Receipt {
+                from: who,
+                msg_id: id,
+                kind: mesh_core::app::ReceiptKind::Delivered,
+            } if id == msg_id => {
+                assert_eq!(who, from);
+                return queued;
+            }
+            MessageEvent::Queued { msg_id: id, .. } if id == msg_id => queued += 1,
+            MessageEvent::Failed {
+                msg_id: id, error, ..
+            } if id == msg_id => panic!("message {id} failed: {error}"),
+            _ => {}
+        }
+    }
+}
+
+/// A and B chat (which gives them a Noise session); B's process then ends.
+async fn chatting_pair_then_b_goes_away(
+    r: &RunningRelay,
+) -> (
+    MeshClient,
+    impl futures::Stream<Item = MessageEvent> + Unpin,
+) {
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut events = a.messages();
+    let mut inbox = b.messages();
+    let first = a.send_message(b.agent_id(), "first").unwrap();
+    assert_eq!(
+        chats_until(&mut inbox, a.agent_id(), "first").await,
+        Vec::<String>::new()
+    );
+    receipt_for(&mut events, b.agent_id(), first).await;
+    b.close().await;
+    drop(b);
+    (a, events)
+}
+
+#[tokio::test]
+async fn a_chat_sealed_for_a_restarted_peer_while_it_was_offline_is_resealed_and_delivered_once() {
+    let r = relay().await;
+    let (a, mut events) = chatting_pair_then_b_goes_away(&r).await;
+    // A still holds the session with B's old process: the chat is sealed
+    // for it and stored by the relay.
+    let id = a
+        .send_message(ident(2).agent_id(), "second, while away")
+        .unwrap();
+    loop {
+        match next_event(&mut events, 5_000, "queued").await {
+            MessageEvent::Queued { msg_id, .. } if msg_id == id => break,
+            MessageEvent::Failed { error, .. } => panic!("{error}"),
+            _ => {}
+        }
+    }
+    // B comes back as a new process (same identity, no session state).
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut inbox = b.messages();
+    receipt_for(&mut events, b.agent_id(), id).await;
+    a.send_message(b.agent_id(), "marker").unwrap();
+    assert_eq!(
+        chats_until(&mut inbox, a.agent_id(), "marker").await,
+        vec!["second, while away".to_string()],
+        "delivered exactly once"
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_chat_sealed_for_a_restarted_peer_that_is_online_is_resealed_and_delivered_once() {
+    let r = relay().await;
+    let (a, mut events) = chatting_pair_then_b_goes_away(&r).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut inbox = b.messages();
+    // Sealed on the old session, forwarded live; B answers `SessionUnknown`.
+    let ids: Vec<u64> = (0..3)
+        .map(|i| a.send_message(b.agent_id(), &format!("stale {i}")).unwrap())
+        .collect();
+    for id in &ids {
+        assert_eq!(receipt_for(&mut events, b.agent_id(), *id).await, 0);
+    }
+    a.send_message(b.agent_id(), "marker").unwrap();
+    let mut got = chats_until(&mut inbox, a.agent_id(), "marker").await;
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["stale 0", "stale 1", "stale 2"],
+        "each exactly once"
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restarted_peer_that_writes_first_still_gets_what_was_sealed_for_its_old_session() {
+    let r = relay().await;
+    let (a, mut events) = chatting_pair_then_b_goes_away(&r).await;
+    let id = a
+        .send_message(ident(2).agent_id(), "sealed for the old B")
+        .unwrap();
+    loop {
+        if let MessageEvent::Queued { msg_id, .. } = next_event(&mut events, 5_000, "queued").await
+        {
+            if msg_id == id {
+                break;
+            }
+        }
+    }
+    // The new B opens a session of its own at once, racing the stale frame
+    // the relay hands it: A may see B's handshake before its
+    // `SessionUnknown` for the old session.
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut inbox = b.messages();
+    let mut a_inbox_seen = false;
+    b.send_message(a.agent_id(), "hello from the new B")
+        .unwrap();
+    let mut queued = 0;
+    loop {
+        match next_event(&mut events, 10_000, "the receipt and B's chat").await {
+            MessageEvent::Chat { text, .. } => {
+                assert_eq!(text, "hello from the new B");
+                assert!(!a_inbox_seen, "B's chat arrived twice");
+                a_inbox_seen = true;
+            }
+            MessageEvent::Receipt { msg_id, .. } if msg_id == id => break,
+            MessageEvent::Queued { msg_id, .. } if msg_id == id => queued += 1,
+            MessageEvent::Failed { msg_id, error, .. } if msg_id == id => panic!("{error}"),
+            _ => {}
+        }
+    }
+    assert!(queued <= 1, "`Queued` reported {queued} more times");
+    a.send_message(b.agent_id(), "marker").unwrap();
+    assert_eq!(
+        chats_until(&mut inbox, a.agent_id(), "marker").await,
+        vec!["sealed for the old B".to_string()]
+    );
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_chat_to_an_agent_the_relay_never_saw_fails_exactly_once() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let mut events = a.messages();
+    let nobody = ident(99).agent_id();
+    let id = a.send_message(nobody, "hello?").unwrap();
+    // Everything about one message is emitted before the driver reads the
+    // next command: once the second message's `Failed` is in, a duplicate
+    // of the first would have come before it.
+    let mut failed_first = 0;
+    loop {
+        match next_event(&mut events, 5_000, "failed").await {
+            MessageEvent::Failed {
+                msg_id,
+                peer,
+                error,
+            } if msg_id == id => {
+                assert_eq!(peer, nobody);
+                assert!(matches!(error, ClientError::Unreachable(_)), "{error:?}");
+                failed_first += 1;
+                if failed_first == 1 {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let second = a.send_message(nobody, "anyone?").unwrap();
+    loop {
+        match next_event(&mut events, 5_000, "the second failed").await {
+            MessageEvent::Failed { msg_id, .. } if msg_id == id => failed_first += 1,
+            MessageEvent::Failed { msg_id, .. } if msg_id == second => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(failed_first, 1, "one `Failed` per message");
+    // And the third time, with a session attempt already forgotten.
+    let third = a.send_message(nobody, "still nobody?").unwrap();
+    let mut seen = Vec::new();
+    let sentinel = a.send_message(ident(98).agent_id(), "sentinel").unwrap();
+    loop {
+        match next_event(&mut events, 5_000, "the sentinel's failed").await {
+            MessageEvent::Failed { msg_id, .. } if msg_id == sentinel => break,
+            MessageEvent::Failed { msg_id, .. } => seen.push(msg_id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, vec![third]);
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_before_the_first_subscriber_are_kept_for_it() {
+    let r = relay().await;
+    // B has been seen by the relay, then goes away.
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    b.close().await;
+    drop(b);
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let mut events = a.messages();
+    let ids: Vec<u64> = (0..3)
+        .map(|i| {
+            a.send_message(ident(2).agent_id(), &format!("early {i}"))
+                .unwrap()
+        })
+        .collect();
+    loop {
+        if let MessageEvent::Queued { msg_id, .. } = next_event(&mut events, 5_000, "queued").await
+        {
+            if msg_id == ids[0] {
+                break;
+            }
+        }
+    }
+    // B connects; its inbox is drained before anyone listens.
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    for id in &ids {
+        receipt_for(&mut events, b.agent_id(), *id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut inbox = b.messages();
+    a.send_message(b.agent_id(), "marker").unwrap();
+    assert_eq!(
+        chats_until(&mut inbox, a.agent_id(), "marker").await,
+        vec!["early 0", "early 1", "early 2"],
+        "all three, in order, once each"
+    );
+    // Only the first subscriber gets the backlog.
+    let mut late = b.messages();
+    a.send_message(b.agent_id(), "later").unwrap();
+    assert_eq!(
+        chats_until(&mut late, a.agent_id(), "later").await,
+        Vec::<String>::new()
+    );
+    r.shutdown().await.unwrap();
+}

@@ -163,3 +163,113 @@ async fn a_substituted_noise_key_is_detected() {
         "{err:?}"
     );
 }
+
+/// Starts a one-connection proxy to `upstream` that, after the client's
+/// first transport envelope, tells the client (as the relay could) that the
+/// peer has no such session. Returns its ws URL.
+async fn session_denying_proxy(upstream: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(client) = tokio_tungstenite::accept_async(tcp).await else {
+            return;
+        };
+        let Ok((relay, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await else {
+            return;
+        };
+        let (mut c_tx, mut c_rx) = client.split();
+        let (mut r_tx, mut r_rx) = relay.split();
+        let (inject_tx, mut inject_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let up = tokio::spawn(async move {
+            let mut done = false;
+            while let Some(Ok(msg)) = c_rx.next().await {
+                if let (false, Message::Binary(b)) = (done, &msg) {
+                    if let Ok(Frame::Send(Routed { peer, body, .. })) = Frame::decode(b.clone()) {
+                        if let Ok(Envelope::Transport { session_id, .. }) = Envelope::decode(body) {
+                            done = true;
+                            let env = Envelope::SessionUnknown { session_id }.encode();
+                            let deliver =
+                                frame::encode_deliver(&peer, u64::MAX - 7, false, &env).unwrap();
+                            let _ = inject_tx.send(deliver);
+                        }
+                    }
+                }
+                if r_tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                Some(b) = inject_rx.recv() => {
+                    if c_tx.send(Message::Binary(b)).await.is_err() { break; }
+                }
+                msg = r_rx.next() => {
+                    let Some(Ok(msg)) = msg else { break };
+                    if c_tx.send(msg).await.is_err() { break; }
+                }
+            }
+        }
+        up.abort();
+    });
+    format!("ws://{addr}/v1/ws")
+}
+
+async fn next(
+    s: &mut (impl futures::Stream<Item = mesh_client::MessageEvent> + Unpin),
+) -> mesh_client::MessageEvent {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("an event in time")
+        .expect("the stream goes on")
+}
+
+#[tokio::test]
+async fn a_chat_sealed_again_after_a_spurious_session_unknown_is_shown_once() {
+    use mesh_client::MessageEvent;
+    let r = mesh_relay::start(Config::for_tests()).await.unwrap();
+    let options = ClientOptions {
+        acl: Policy::allow_all(),
+        ..ClientOptions::default()
+    };
+    let b = MeshClient::connect(
+        &r.ws_url(),
+        Identity::from_secret_bytes(&[2; 32]),
+        options.clone(),
+    )
+    .await
+    .unwrap();
+    let mut inbox = b.messages();
+    let proxy = session_denying_proxy(r.ws_url()).await;
+    let a = MeshClient::connect(&proxy, Identity::from_secret_bytes(&[1; 32]), options)
+        .await
+        .unwrap();
+    let mut events = a.messages();
+    // B receives this on the first session; A, told that session is gone,
+    // seals it again on a new one: B gets it twice.
+    let id = a.send_message(b.agent_id(), "once").unwrap();
+    // (B's first receipt is sealed on the session A dropped and is lost;
+    // B acknowledges the second copy again.)
+    loop {
+        match next(&mut events).await {
+            MessageEvent::Receipt { msg_id, .. } if msg_id == id => break,
+            MessageEvent::Failed { error, .. } => panic!("{error}"),
+            _ => {}
+        }
+    }
+    let marker = a.send_message(b.agent_id(), "marker").unwrap();
+    let mut shown = Vec::new();
+    loop {
+        if let MessageEvent::Chat { msg_id, text, .. } = next(&mut inbox).await {
+            if msg_id == marker {
+                break;
+            }
+            shown.push(text);
+        }
+    }
+    assert_eq!(shown, vec!["once".to_string()]);
+    r.shutdown().await.unwrap();
+}

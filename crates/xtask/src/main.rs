@@ -8,6 +8,8 @@
 //! seconds.
 
 mod fuzz;
+mod live;
+mod pkg;
 mod report;
 mod setup;
 mod shell;
@@ -29,10 +31,19 @@ COMMANDS:
                            cargo clippy --workspace --all-targets (native, -D warnings)
                            cargo clippy for wasm32-unknown-unknown (wasm crates)
                            cargo test --workspace (unit, integration, doc tests)
-                           cargo build --release for wasm32-unknown-unknown
                            cargo bench --no-run (benches must compile)
+                           install wasm-bindgen-cli, chromium, pkg/ npm packages
+                           cargo xtask pkg (the npm package, with its size)
+                           start a relay on 127.0.0.1:0 and `meshctl serve --echo`
+                           wasm-bindgen tests in headless Chrome (wasm-tests/)
+                           the npm package's tests in Node, Deno and workerd
                          Prints each step's time, a summary table, and closes
                          with `N passed, M failed`; exits non-zero on failure.
+
+    pkg                  Builds the npm package's generated files into pkg/dist:
+                         mesh-wasm for wasm32 (profile wasm-release), then
+                         wasm-bindgen --target web, then wasm-opt -Oz (npm
+                         binaryen); prints the .wasm's raw and gzipped size.
 
     fuzz [--runs N] [TARGET...]
                          Runs mesh-core's cargo-fuzz targets (all, or the named
@@ -61,6 +72,7 @@ enum Cli {
     Test,
     Fuzz { runs: u64, targets: Vec<String> },
     Setup { all: bool },
+    Pkg,
 }
 
 fn parse(args: &[String]) -> Result<Cli, String> {
@@ -77,6 +89,10 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         "test" => match rest.first() {
             Some(arg) => unexpected(arg),
             None => Ok(Cli::Test),
+        },
+        "pkg" => match rest.first() {
+            Some(arg) => unexpected(arg),
+            None => Ok(Cli::Pkg),
         },
         "setup" => match rest {
             [] => Ok(Cli::Setup { all: false }),
@@ -133,6 +149,7 @@ fn main() -> ExitCode {
         }
         Cli::Fuzz { runs, targets } => fuzz::fuzz(runs, &targets),
         Cli::Setup { all } => setup::setup(all),
+        Cli::Pkg => pkg::build(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +173,7 @@ mod tests {
         assert_eq!(parse(&args("test")), Ok(Cli::Test));
         assert_eq!(parse(&args("setup")), Ok(Cli::Setup { all: false }));
         assert_eq!(parse(&args("setup --all")), Ok(Cli::Setup { all: true }));
+        assert_eq!(parse(&args("pkg")), Ok(Cli::Pkg));
         assert_eq!(parse(&args("--help")), Ok(Cli::Help));
         assert_eq!(parse(&args("test --help")), Ok(Cli::Help));
         assert_eq!(

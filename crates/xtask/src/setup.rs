@@ -23,7 +23,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Directories (relative to the workspace root) whose npm dependencies the
 /// JS/TS and page-level suites need. Empty until `pkg/` and the browser
 /// tests land; add each directory here once it has a package-lock.json.
-const NPM_DIRS: &[&str] = &[];
+const NPM_DIRS: &[&str] = &["pkg"];
 
 /// `cargo xtask setup`: what `cargo xtask test` needs; with `all`, also what
 /// the wasm, browser, npm and fuzz work needs.
@@ -189,7 +189,7 @@ pub fn ensure_browser() -> Result<()> {
     Ok(())
 }
 
-/// `npm ci` in `dir` when its node_modules is missing or older than its
+/// `npm install` (from the committed lock) in `dir` when its node_modules is missing or older than its
 /// package.json / package-lock.json. npm writes
 /// `node_modules/.package-lock.json` on every install, so its age says when
 /// node_modules was last brought in line with the lock.
@@ -197,7 +197,7 @@ pub fn ensure_npm_deps(dir: &Path) -> Result<()> {
     let lock = dir.join("package-lock.json");
     if !lock.exists() {
         return Err(format!(
-            "{} is missing; `npm ci` installs only from a committed lock file \
+            "{} is missing; the npm packages are installed only from a committed lock file \
              (create it once with `npm install` in {})",
             lock.display(),
             dir.display()
@@ -211,9 +211,14 @@ pub fn ensure_npm_deps(dir: &Path) -> Result<()> {
         println!("{}: node_modules up to date", dir.display());
         return Ok(());
     }
-    let mut ci = command("npm", &["ci", "--no-audit", "--no-fund"]);
-    ci.current_dir(dir);
-    run(&mut ci)
+    // `npm install` rather than `npm ci`: with npm 11, `npm ci` rejects
+    // this lock file because the `deno` package's optional per-platform
+    // binaries for other systems are (by npm's own choice) not in it.
+    // `npm install` with a committed lock installs exactly the locked
+    // versions all the same.
+    let mut install = command("npm", &["install", "--no-audit", "--no-fund"]);
+    install.current_dir(dir);
+    run(&mut install)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -5,13 +5,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::report;
-use crate::setup::{ensure_rust_toolchain, WASM_TARGET};
-use crate::shell::{cargo, is_ci, run, Result};
+use std::process::Command;
 
-/// Crates that must lint and build for `wasm32-unknown-unknown`; a crate
-/// joins the wasm steps by being added here.
-pub const WASM_CRATES: &[&str] = &["mesh-core", "mesh-client"];
+use crate::setup::{
+    ensure_browser, ensure_npm_deps, ensure_rust_toolchain, ensure_wasm_bindgen, WASM_TARGET,
+};
+use crate::shell::{cargo, command, is_ci, run, workspace_root, Result};
+use crate::{live, pkg, report};
+
+/// Crates that must lint for `wasm32-unknown-unknown`; a crate joins the
+/// wasm lint step by being added here.
+pub const WASM_CRATES: &[&str] = &["mesh-core", "mesh-client", "mesh-wasm"];
+
+/// The crate of wasm-bindgen tests run in headless Chrome.
+pub const BROWSER_TEST_CRATE: &str = "wasm-tests";
 
 /// Crates whose benches must at least compile (they are not run in CI).
 pub const BENCH_CRATES: &[&str] = &["mesh-core"];
@@ -61,17 +68,26 @@ const STEPS: &[Step] = &[
     Step {
         name: "clippy (wasm32)",
         purpose: "the wasm crates lint clean for wasm32-unknown-unknown",
-        run: || run(&mut cargo(&wasm_args("clippy", &["--", "-D", "warnings"]))),
+        run: || {
+            run(&mut cargo(&wasm_args("clippy", &["--", "-D", "warnings"])))?;
+            run(&mut cargo(&[
+                "clippy",
+                "-p",
+                BROWSER_TEST_CRATE,
+                "--tests",
+                "--target",
+                WASM_TARGET,
+                "-j2",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        },
     },
     Step {
         name: "test",
         purpose: "unit, integration and doc tests pass",
         run: || run(&mut cargo(&["test", "--workspace", "-j2"])),
-    },
-    Step {
-        name: "build (wasm32 release)",
-        purpose: "the wasm crates build for the browser in release",
-        run: || run(&mut cargo(&wasm_args("build", &["--release"]))),
     },
     Step {
         name: "bench (compile)",
@@ -85,7 +101,87 @@ const STEPS: &[Step] = &[
             run(&mut cargo(&args))
         },
     },
+    Step {
+        name: "tools (wasm, browser, npm)",
+        purpose: "wasm-bindgen-cli at the Cargo.lock version, Debian chromium + chromedriver, pkg/ npm packages",
+        run: || {
+            ensure_wasm_bindgen()?;
+            ensure_browser()?;
+            ensure_npm_deps(&workspace_root().join(pkg::PKG_DIR))
+        },
+    },
+    Step {
+        name: "npm package build",
+        purpose: "mesh-wasm → wasm-bindgen → wasm-opt into pkg/dist; prints the .wasm size",
+        run: pkg::build,
+    },
+    Step {
+        name: "live relay + agent",
+        purpose: "a real mesh-relay on 127.0.0.1 and `meshctl serve --echo` for the runtime suites",
+        run: || live::env().map(drop),
+    },
+    Step {
+        name: "wasm tests (headless Chrome)",
+        purpose: "wasm-bindgen-test in Debian chromium against the live relay and agent",
+        run: || {
+            let mut cmd = cargo(&[
+                "test",
+                "-j2",
+                "-p",
+                BROWSER_TEST_CRATE,
+                "--target",
+                WASM_TARGET,
+            ]);
+            cmd.env("CHROMEDRIVER", "/usr/bin/chromedriver")
+                .env(
+                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                    "wasm-bindgen-test-runner",
+                )
+                .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+            run_live(cmd)
+        },
+    },
+    Step {
+        name: "npm: Node",
+        purpose: "the package in Node (node --test) against the live relay and agent",
+        run: || {
+            let mut cmd = command("node", &["--test", "test/node.test.mjs"]);
+            cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
+            run_live(cmd)
+        },
+    },
+    Step {
+        name: "npm: Deno",
+        purpose: "the package in Deno (deno test, type-checked) against the live relay and agent",
+        run: || {
+            let mut cmd = command(
+                "node_modules/.bin/deno",
+                &["test", "--allow-read", "--allow-net", "--allow-env", "test/deno.test.ts"],
+            );
+            cmd.current_dir(workspace_root().join(pkg::PKG_DIR))
+                .env("DENO_NO_UPDATE_CHECK", "1")
+                .env("NO_COLOR", "1");
+            run_live(cmd)
+        },
+    },
+    Step {
+        name: "npm: workerd",
+        purpose: "the package in a Cloudflare Worker (Miniflare's workerd) against the live relay and agent",
+        run: || {
+            let mut cmd = command("node", &["--test", "test/workerd.test.mjs"]);
+            cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
+            run_live(cmd)
+        },
+    },
 ];
+
+/// Runs `cmd` with the live services' environment.
+fn run_live(mut cmd: Command) -> Result<()> {
+    for (key, value) in live::env()? {
+        cmd.env(key, value);
+    }
+    run(&mut cmd)
+}
 
 /// `cargo <sub> -p <each wasm crate> --target wasm32-unknown-unknown -j2 <extra>`.
 fn wasm_args<'a>(sub: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -108,6 +204,13 @@ enum Outcome {
 /// Runs every step and prints the summary; true when every step passed.
 pub fn test() -> bool {
     let total = Instant::now();
+    let (outcomes, failure) = run_steps();
+    live::stop();
+    summarise(total, &outcomes, failure.as_deref())
+}
+
+/// Runs the steps in order until one fails; the outcomes, and the failure.
+fn run_steps() -> (Vec<Outcome>, Option<String>) {
     let mut outcomes = Vec::with_capacity(STEPS.len());
     let mut failure = None;
     for (i, step) in STEPS.iter().enumerate() {
@@ -141,10 +244,14 @@ pub fn test() -> bool {
             }
         }
     }
+    (outcomes, failure)
+}
 
+/// Prints the summary table and `N passed, M failed`; true if all passed.
+fn summarise(total: Instant, outcomes: &[Outcome], failure: Option<&str>) -> bool {
     let rows: Vec<Vec<String>> = STEPS
         .iter()
-        .zip(&outcomes)
+        .zip(outcomes)
         .enumerate()
         .map(|(i, (step, outcome))| {
             let (result, time) = match outcome {
@@ -172,7 +279,7 @@ pub fn test() -> bool {
         .iter()
         .filter(|o| matches!(o, Outcome::Failed(_)))
         .count();
-    if let Some(message) = &failure {
+    if let Some(message) = failure {
         println!("xtask test: {message}");
     }
     println!("{passed} passed, {failed} failed");
