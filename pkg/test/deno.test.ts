@@ -85,3 +85,14 @@ Deno.test("typed errors: a capability the agent's ACL does not allow, a bad agen
     await client.close();
   }
 });
+
+Deno.test("examples/deno.ts runs as written", async () => {
+  const example = new URL("../examples/deno.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-net", example, RELAY, ECHO],
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, `exit code (stderr: ${new TextDecoder().decode(out.stderr)})`);
+  assertEquals(stdout, "echo: hello from deno\n", "output");
+});

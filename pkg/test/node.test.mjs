@@ -5,6 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import {
   Identity,
@@ -337,4 +340,17 @@ test("registry: publish a signed card, search by capability and text, fetch and 
   } finally {
     await client.close();
   }
+});
+
+test("the READMEs show the examples verbatim, and examples/node.mjs runs as written", async () => {
+  const pkgReadme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+  const rootReadme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  for (const name of ["browser.html", "node.mjs", "deno.ts", "worker.js"]) {
+    const example = readFileSync(new URL(`../examples/${name}`, import.meta.url), "utf8");
+    assert.ok(pkgReadme.includes(example), `pkg/README.md does not show examples/${name} as it is`);
+    assert.ok(rootReadme.includes(example), `README.md does not show examples/${name} as it is`);
+  }
+  const example = fileURLToPath(new URL("../examples/node.mjs", import.meta.url));
+  const { stdout } = await promisify(execFile)(process.execPath, [example, RELAY, ECHO], { timeout: 30000 });
+  assert.equal(stdout, "echo: { hello: 'from node' }\nchunk: one\nchunk: two\nchunk: three\n");
 });

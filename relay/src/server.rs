@@ -28,10 +28,14 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .merge(
-            registry::routes::<AppState>().layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                limit_registry_writes,
-            )),
+            registry::routes::<AppState>()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    limit_registry_writes,
+                ))
+                // Outermost, so that preflights are answered before the
+                // write limiter counts them.
+                .layer(registry_cors()),
         );
     let router = match state.config.web_root.clone() {
         Some(root) => {
@@ -44,6 +48,20 @@ pub fn app(state: AppState) -> Router {
         None => router.fallback(landing),
     };
     router.with_state(state)
+}
+
+/// The registry may be used from any web origin (a page that embeds the npm
+/// package, a PWA served elsewhere): every write is authorised by an Ed25519
+/// signature in the request, never by cookies or other ambient credentials,
+/// so allowing every origin gives a foreign page nothing it could not do
+/// with its own HTTP client.
+fn registry_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Bounds registry writes per client address (reads are not limited).

@@ -647,3 +647,52 @@ async fn a_sender_hears_queued_when_its_forwarded_frame_moves_to_the_inbox() {
     assert!(deliver_flags_redelivery(&again));
     r.shutdown().await.unwrap();
 }
+
+/// The status line and headers (lower-cased) of one raw HTTP exchange.
+async fn http_head(addr: std::net::SocketAddr, request_head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("{request_head}Host: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    text.split_once("\r\n\r\n")
+        .map(|(head, _)| head.to_string())
+        .unwrap_or(text)
+}
+
+#[tokio::test]
+async fn the_registry_answers_cors_preflights_from_any_origin() {
+    let r = relay().await;
+    let preflight = http_head(
+        r.addr,
+        "OPTIONS /v1/agents/x HTTP/1.1\r\nOrigin: https://app.example\r\n\
+         Access-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: content-type\r\n",
+    )
+    .await;
+    assert!(preflight.starts_with("http/1.1 200"), "{preflight}");
+    assert!(
+        preflight.contains("access-control-allow-origin: *"),
+        "{preflight}"
+    );
+    assert!(
+        preflight.contains("access-control-allow-methods: get,put,post,delete"),
+        "{preflight}"
+    );
+    assert!(
+        preflight.contains("access-control-allow-headers: content-type,authorization"),
+        "{preflight}"
+    );
+    let search = http_head(
+        r.addr,
+        "GET /v1/agents HTTP/1.1\r\nOrigin: https://app.example\r\n",
+    )
+    .await;
+    assert!(search.starts_with("http/1.1 200"), "{search}");
+    assert!(
+        search.contains("access-control-allow-origin: *"),
+        "{search}"
+    );
+    r.shutdown().await.unwrap();
+}

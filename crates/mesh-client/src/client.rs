@@ -41,6 +41,8 @@ pub struct ClientOptions {
     pub acl: Policy,
     /// End-to-end session tunables.
     pub session: SessionConfig,
+    /// How to open the socket (on wasm32: which `WebSocket` constructor).
+    pub dialer: crate::transport::Dialer,
 }
 
 impl Default for ClientOptions {
@@ -54,6 +56,7 @@ impl Default for ClientOptions {
             reconnect_max_ms: 15_000,
             acl: Policy::default(),
             session: SessionConfig::default(),
+            dialer: crate::transport::Dialer::default(),
         }
     }
 }

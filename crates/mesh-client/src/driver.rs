@@ -224,11 +224,12 @@ pub(crate) async fn start(
 /// Connects and authenticates once.
 async fn connect_once(
     url: String,
+    dialer: &transport::Dialer,
     identity: Identity,
     expected: Option<AgentId>,
     resume: Option<ResumeToken>,
 ) -> Result<(transport::Sender, transport::Receiver, RelaySession), ClientError> {
-    let (mut sender, mut rx) = transport::connect(&url).await?;
+    let (mut sender, mut rx) = transport::connect(&url, dialer).await?;
     let mut auth = ClientAuth::new(identity, url.clone(), expected, resume).map_err(|e| {
         ClientError::Auth {
             code: e.code(),
@@ -385,9 +386,10 @@ impl Driver {
         let expected = self.pinned_relay;
         let resume = self.resume;
         let timeout = self.shared.options.connect_timeout_ms;
+        let dialer = self.shared.options.dialer.clone();
         let ev_tx = self.ev_tx.clone();
         rt::spawn(async move {
-            let attempt_fut = connect_once(url, identity, expected, resume).fuse();
+            let attempt_fut = connect_once(url, &dialer, identity, expected, resume).fuse();
             let timer = rt::sleep_ms(timeout).fuse();
             futures::pin_mut!(attempt_fut, timer);
             let ev = futures::select! {

@@ -19,7 +19,9 @@ use futures::channel::oneshot;
 use mesh_core::Identity;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{IdbDatabase, IdbFactory, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
+use web_sys::{
+    IdbDatabase, IdbFactory, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode,
+};
 use zeroize::Zeroizing;
 
 /// The object store inside each database.
@@ -108,6 +110,50 @@ async fn settle(request: &IdbRequest, operation: &'static str) -> Result<JsValue
     }
 }
 
+/// Waits for `tx` to commit (`complete`), or reports why it did not
+/// (`error`, `abort`).
+async fn committed(tx: &IdbTransaction, operation: &'static str) -> Result<(), StoreError> {
+    let (done_tx, done_rx) = oneshot::channel::<Result<(), String>>();
+    let done_tx = Rc::new(RefCell::new(Some(done_tx)));
+    let finish = |outcome: fn(&IdbTransaction) -> Result<(), String>| {
+        let done_tx = done_tx.clone();
+        let tx = tx.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_e: JsValue| {
+            if let Some(t) = done_tx.borrow_mut().take() {
+                let _ = t.send(outcome(&tx));
+            }
+        })
+    };
+    let complete = finish(|_| Ok(()));
+    let error = finish(|tx| {
+        Err(tx
+            .error()
+            .map(|e| e.message())
+            .unwrap_or_else(|| "the transaction failed".into()))
+    });
+    let abort = finish(|tx| {
+        Err(tx
+            .error()
+            .map(|e| e.message())
+            .unwrap_or_else(|| "the transaction was aborted".into()))
+    });
+    tx.set_oncomplete(Some(complete.as_ref().unchecked_ref()));
+    tx.set_onerror(Some(error.as_ref().unchecked_ref()));
+    tx.set_onabort(Some(abort.as_ref().unchecked_ref()));
+    let outcome = done_rx.await;
+    tx.set_oncomplete(None);
+    tx.set_onerror(None);
+    tx.set_onabort(None);
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(StoreError::Failed { operation, reason }),
+        Err(_) => Err(StoreError::Failed {
+            operation,
+            reason: "the transaction was dropped".into(),
+        }),
+    }
+}
+
 impl KvStore {
     /// Opens (creating if needed) the database `name`.
     pub async fn open(name: &str) -> Result<KvStore, StoreError> {
@@ -138,11 +184,22 @@ impl KvStore {
         })
     }
 
-    fn store(&self, mode: IdbTransactionMode) -> Result<web_sys::IdbObjectStore, StoreError> {
-        self.db
+    fn transaction(
+        &self,
+        mode: IdbTransactionMode,
+    ) -> Result<(IdbTransaction, web_sys::IdbObjectStore), StoreError> {
+        let tx = self
+            .db
             .transaction_with_str_and_mode(STORE, mode)
-            .and_then(|t| t.object_store(STORE))
-            .map_err(|e| failed("transaction", &e))
+            .map_err(|e| failed("transaction", &e))?;
+        let store = tx
+            .object_store(STORE)
+            .map_err(|e| failed("transaction", &e))?;
+        Ok((tx, store))
+    }
+
+    fn store(&self, mode: IdbTransactionMode) -> Result<web_sys::IdbObjectStore, StoreError> {
+        self.transaction(mode).map(|(_, store)| store)
     }
 
     /// The bytes stored under `key`, if any.
@@ -166,20 +223,20 @@ impl KvStore {
 
     /// Stores `value` under `key`; resolves once the write has committed.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let store = self.store(IdbTransactionMode::Readwrite)?;
-        let request = store
+        let (tx, store) = self.transaction(IdbTransactionMode::Readwrite)?;
+        store
             .put_with_key(&js_sys::Uint8Array::from(value), &JsValue::from_str(key))
             .map_err(|e| failed("put", &e))?;
-        settle(&request, "put").await.map(drop)
+        committed(&tx, "put").await
     }
 
     /// Removes `key` (nothing happens if it is absent).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let request = self
-            .store(IdbTransactionMode::Readwrite)?
+        let (tx, store) = self.transaction(IdbTransactionMode::Readwrite)?;
+        store
             .delete(&JsValue::from_str(key))
             .map_err(|e| failed("delete", &e))?;
-        settle(&request, "delete").await.map(drop)
+        committed(&tx, "delete").await
     }
 
     /// Every key in the store, sorted.

@@ -43,6 +43,16 @@ pub enum Incoming {
 
 pub use imp::{connect, Sender};
 
+/// How sockets are opened. Natively there is nothing to choose; on wasm32
+/// it names the `WebSocket` constructor (`None`: the global one).
+#[derive(Debug, Clone, Default)]
+pub struct Dialer {
+    /// Called as `new constructor(url)`, e.g. the `ws` package on Node 20,
+    /// which has no global `WebSocket`.
+    #[cfg(target_arch = "wasm32")]
+    pub websocket: Option<js_sys::Function>,
+}
+
 /// Receiving half: binary frames, then one `Closed`. Bounded
 /// ([`RECEIVE_BUFFER`]): natively the socket reader waits when it is full
 /// (backpressure to the relay); in a browser, whose `onmessage` cannot
@@ -107,7 +117,10 @@ mod imp {
     }
 
     /// Opens a WebSocket to `url` (`ws://` or `wss://`).
-    pub async fn connect(url: &str) -> Result<(Sender, Receiver), TransportError> {
+    pub async fn connect(
+        url: &str,
+        _dialer: &Dialer,
+    ) -> Result<(Sender, Receiver), TransportError> {
         let mut config = WebSocketConfig::default();
         config.max_message_size = Some(mesh_core::limits::MAX_FRAME_LEN + 4096);
         config.max_frame_size = Some(mesh_core::limits::MAX_FRAME_LEN + 4096);
@@ -155,9 +168,6 @@ mod imp {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use imp::set_websocket_constructor;
-
-#[cfg(target_arch = "wasm32")]
 mod imp {
     //! Written against the WHATWG WebSocket surface only, through
     //! `addEventListener` and plain property reads, so that it works with the
@@ -169,18 +179,6 @@ mod imp {
     use wasm_bindgen::closure::Closure;
     use wasm_bindgen::{JsCast, JsValue};
     use web_sys::WebSocket;
-
-    thread_local! {
-        static CONSTRUCTOR: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
-    }
-
-    /// Uses `constructor` (called as `new constructor(url)`) instead of the
-    /// global `WebSocket` for every later connection, e.g. the `ws` package
-    /// on Node 20, which has no global `WebSocket`. `None` restores the
-    /// global.
-    pub fn set_websocket_constructor(constructor: Option<js_sys::Function>) {
-        CONSTRUCTOR.with(|c| *c.borrow_mut() = constructor);
-    }
 
     type Listener = Closure<dyn FnMut(JsValue)>;
 
@@ -241,9 +239,8 @@ mod imp {
             .unwrap_or_else(|| format!("{e:?}"))
     }
 
-    fn open(url: &str) -> Result<WebSocket, String> {
-        let ctor = CONSTRUCTOR.with(|c| c.borrow().clone());
-        let ctor = match ctor {
+    fn open(url: &str, dialer: &Dialer) -> Result<WebSocket, String> {
+        let ctor = match dialer.websocket.clone() {
             Some(f) => f,
             None => {
                 let global = get(&js_sys::global(), "WebSocket");
@@ -275,12 +272,12 @@ mod imp {
     }
 
     /// Opens a WebSocket to `url` and waits until it is open.
-    pub async fn connect(url: &str) -> Result<(Sender, Receiver), TransportError> {
+    pub async fn connect(url: &str, dialer: &Dialer) -> Result<(Sender, Receiver), TransportError> {
         let fail = |reason: String| TransportError::Connect {
             url: url.to_string(),
             reason,
         };
-        let ws = open(url).map_err(fail)?;
+        let ws = open(url, dialer).map_err(fail)?;
         // A property set: harmless where a runtime delivers ArrayBuffers
         // anyway (workerd).
         let _ = js_sys::Reflect::set(&ws, &"binaryType".into(), &"arraybuffer".into());

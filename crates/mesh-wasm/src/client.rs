@@ -279,14 +279,13 @@ impl JsClient {
                 opts.acl = policy_from_js(&acl)?;
             }
             let ws = get(&options, "WebSocket");
-            let ws = if ws.is_function() {
+            opts.dialer.websocket = if ws.is_function() {
                 Some(ws.unchecked_into::<js_sys::Function>())
             } else if ws.is_undefined() || ws.is_null() {
                 None
             } else {
                 return Err(invalid("option WebSocket must be a constructor"));
             };
-            mesh_client::transport::set_websocket_constructor(ws);
             let registry = match opt_string(&options, "registryUrl")? {
                 Some(url) => RegistryClient::new(&url),
                 None => RegistryClient::for_relay(&relay_url),

@@ -36,7 +36,7 @@ COMMANDS:
                            cargo xtask pkg (the npm package, with its size)
                            start a relay on 127.0.0.1:0 and `meshctl serve --echo`
                            wasm-bindgen tests in headless Chrome (wasm-tests/)
-                           the npm package's tests in Node, Deno and workerd
+                           the npm package's tests in Node, Chromium, Deno and workerd
                          Prints each step's time, a summary table, and closes
                          with `N passed, M failed`; exits non-zero on failure.
 

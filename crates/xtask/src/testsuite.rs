@@ -151,12 +151,28 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
+        name: "npm: browser (Chromium)",
+        purpose: "the package in headless Debian chromium (playwright-core), README example included",
+        run: || {
+            let mut cmd = command("node", &["--test", "test/browser.test.mjs"]);
+            cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
+            run_live(cmd)
+        },
+    },
+    Step {
         name: "npm: Deno",
         purpose: "the package in Deno (deno test, type-checked) against the live relay and agent",
         run: || {
             let mut cmd = command(
                 "node_modules/.bin/deno",
-                &["test", "--allow-read", "--allow-net", "--allow-env", "test/deno.test.ts"],
+                &[
+                    "test",
+                    "--allow-read",
+                    "--allow-net",
+                    "--allow-env",
+                    "--allow-run",
+                    "test/deno.test.ts",
+                ],
             );
             cmd.current_dir(workspace_root().join(pkg::PKG_DIR))
                 .env("DENO_NO_UPDATE_CHECK", "1")
