@@ -8,7 +8,7 @@ use mesh_core::card::SignedCard;
 use mesh_core::registry::RegistryRequest;
 use mesh_core::revocation::Revocation;
 use mesh_core::{AgentId, Identity};
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::ClientError;
 
@@ -50,35 +50,16 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct WireEntry {
-    card: serde_json::Value,
-    presence: WirePresence,
+// The registry's JSON is read as a `serde_json::Value` and picked apart by
+// hand rather than through derived structs: in the WebAssembly build every
+// derived struct deserializer is code to download.
+
+fn protocol(what: &str) -> ClientError {
+    ClientError::Protocol(format!("unexpected registry answer: {what}"))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WirePresence {
-    online: bool,
-    last_seen: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WirePage {
-    items: Vec<WireEntry>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireError {
-    error: WireErrorBody,
-}
-
-#[derive(Deserialize)]
-struct WireErrorBody {
-    code: String,
-    message: String,
+fn parse(body: &[u8]) -> Result<Value, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
 /// Talks to one relay's registry.
@@ -88,15 +69,27 @@ pub struct RegistryClient {
     http: http::Http,
 }
 
-fn verify_entry(e: WireEntry) -> Result<CardEntry, ClientError> {
-    let raw = serde_json::to_vec(&e.card).map_err(|err| ClientError::Protocol(err.to_string()))?;
+/// Verifies one `{card, presence: {online, lastSeen}}` entry.
+fn verify_entry(e: &Value) -> Result<CardEntry, ClientError> {
+    let card = e
+        .get("card")
+        .ok_or_else(|| protocol("an entry without a card"))?;
+    let raw = serde_json::to_vec(card).map_err(|err| ClientError::Protocol(err.to_string()))?;
     let card = SignedCard::from_json(&raw).map_err(|err| {
         ClientError::Protocol(format!("registry returned an invalid card: {err}"))
     })?;
+    let presence = e.get("presence");
+    let online = presence
+        .and_then(|p| p.get("online"))
+        .and_then(Value::as_bool)
+        .ok_or_else(|| protocol("an entry without presence.online"))?;
+    let last_seen_ms = presence
+        .and_then(|p| p.get("lastSeen"))
+        .and_then(Value::as_u64);
     Ok(CardEntry {
         card,
-        online: e.presence.online,
-        last_seen_ms: e.presence.last_seen,
+        online,
+        last_seen_ms,
     })
 }
 
@@ -164,17 +157,20 @@ impl RegistryClient {
         if status == 404 && allow_404 {
             return Ok(None);
         }
-        let text = String::from_utf8_lossy(&body);
-        Err(match serde_json::from_str::<WireError>(&text) {
-            Ok(e) => ClientError::Registry {
+        let error = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+            let text = |key: &str| v.pointer(key).and_then(Value::as_str).map(String::from);
+            Some((text("/error/code")?, text("/error/message")?))
+        });
+        Err(match error {
+            Some((code, message)) => ClientError::Registry {
                 status,
-                code: e.error.code,
-                message: e.error.message,
+                code,
+                message,
             },
-            Err(_) => ClientError::Registry {
+            None => ClientError::Registry {
                 status,
                 code: "http_error".into(),
-                message: text.chars().take(200).collect(),
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
             },
         })
     }
@@ -195,9 +191,7 @@ impl RegistryClient {
         let Some(body) = self.call("GET", &path, &[], None, true).await? else {
             return Ok(None);
         };
-        let entry: WireEntry =
-            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let entry = verify_entry(entry)?;
+        let entry = verify_entry(&parse(&body)?)?;
         if entry.card.agent_id() != *agent {
             return Err(ClientError::Protocol(
                 "registry returned another agent's card".into(),
@@ -235,11 +229,18 @@ impl RegistryClient {
             .call("GET", &path, &[], None, false)
             .await?
             .unwrap_or_default();
-        let page: WirePage =
-            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let page = parse(&body)?;
+        let entries = page
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| protocol("a search page without items"))?;
+        let next_cursor = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(String::from);
         let mut items = Vec::new();
         let mut rejected = 0;
-        for e in page.items {
+        for e in entries {
             match verify_entry(e) {
                 Ok(entry) => items.push(entry),
                 Err(_) => rejected += 1,
@@ -248,7 +249,7 @@ impl RegistryClient {
         Ok(SearchPage {
             items,
             rejected,
-            next_cursor: page.next_cursor,
+            next_cursor,
         })
     }
 

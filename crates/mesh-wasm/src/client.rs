@@ -546,7 +546,7 @@ impl JsClient {
             let skills = get(&card, "skills");
             if !skills.is_undefined() && !skills.is_null() {
                 let text = to_json(&skills, "skills")?;
-                let skills: Vec<Skill> = serde_json::from_str(&text)
+                let skills: Vec<Skill> = serde_json::from_slice(text.as_bytes())
                     .map_err(|e| invalid(format!("invalid skills: {e}")))?;
                 for skill in skills {
                     builder = builder.skill(skill);
