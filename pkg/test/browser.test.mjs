@@ -10,29 +10,12 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
-
-function need(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through \`cargo xtask test\``);
-  return value;
-}
+import { CHROMIUM, CHROMIUM_ARGS, need } from "./harness.mjs";
 
 const RELAY = need("MESH_TEST_RELAY_URL");
 const ECHO = need("MESH_TEST_ECHO_AGENT");
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
-// As BUILDING.md says: without the background-networking flags Chromium
-// keeps dialling Google, which this machine's closed network refuses.
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-dev-shm-usage",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
-  "--no-first-run",
-];
 
 let server;
 let origin;
@@ -54,7 +37,7 @@ before(async () => {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 
 after(async () => {

@@ -17,14 +17,7 @@ import {
   isMeshError,
   version,
 } from "agent-mesh";
-
-function need(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set: run this through \`cargo xtask test\` (it starts the relay and agent)`);
-  }
-  return value;
-}
+import { need } from "./harness.mjs";
 
 const RELAY = need("MESH_TEST_RELAY_URL");
 const ECHO = need("MESH_TEST_ECHO_AGENT");

@@ -6,12 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-
-function need(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through \`cargo xtask test\``);
-  return value;
-}
+import { need } from "./harness.mjs";
 
 const RELAY = need("MESH_TEST_RELAY_URL");
 const ECHO = need("MESH_TEST_ECHO_AGENT");
