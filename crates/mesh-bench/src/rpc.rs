@@ -64,6 +64,108 @@ fn row(name: &str, h: &LatencyHistogram, extra: &str) {
     );
 }
 
+/// How an open-loop run releases its requests.
+#[derive(Debug, Clone, Copy)]
+enum Pacing {
+    /// One request every `1 s / rate`, released by a thread of its own that
+    /// sleeps until each one is due (Linux sleeps are precise to tens of
+    /// µs; tokio's timer only to 1 ms).
+    Uniform,
+    /// `rate / 1000` requests at once on every 1 ms tick of tokio's timer: a
+    /// harsher, bursty arrival pattern.
+    Bursts,
+}
+
+/// Offers `rate` requests/s for `seconds` and prints their latency. Each
+/// request is timed from the moment it was *due*, and the generator never
+/// waits for an answer before releasing the next, so queueing anywhere
+/// (including a late generator) is counted: no coordinated omission.
+async fn open_loop(
+    client: &MeshClient,
+    peer: mesh_core::AgentId,
+    body: &bytes::Bytes,
+    rate: u64,
+    seconds: u64,
+    pacing: Pacing,
+) {
+    let hist = Arc::new(Mutex::new(LatencyHistogram::default()));
+    let failed = Arc::new(AtomicU64::new(0));
+    let total = rate * seconds;
+    let fire = {
+        let (client, body, hist, failed) =
+            (client.clone(), body.clone(), hist.clone(), failed.clone());
+        move |handle: &tokio::runtime::Handle, due: Instant| {
+            let (client, body, hist, failed) =
+                (client.clone(), body.clone(), hist.clone(), failed.clone());
+            handle.spawn(async move {
+                match client.request(peer, "echo", body).await {
+                    Ok(_) => {
+                        if let Ok(mut h) = hist.lock() {
+                            h.record(due.elapsed().as_nanos() as u64);
+                        }
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        }
+    };
+    let handle = tokio::runtime::Handle::current();
+    let t0 = Instant::now();
+    let handles = match pacing {
+        Pacing::Uniform => {
+            let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+            let generator = std::thread::spawn(move || {
+                let mut handles = Vec::with_capacity(total as usize);
+                for i in 0..total {
+                    let due = t0 + interval * u32::try_from(i).unwrap_or(u32::MAX);
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    handles.push(fire(&handle, due));
+                }
+                handles
+            });
+            match tokio::task::spawn_blocking(move || generator.join()).await {
+                Ok(Ok(handles)) => handles,
+                _ => Vec::new(),
+            }
+        }
+        Pacing::Bursts => {
+            let per_tick = (rate / 1000).max(1);
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut handles = Vec::with_capacity(total as usize);
+            for _ in 0..total / per_tick {
+                let due = tick.tick().await.into_std();
+                for _ in 0..per_tick {
+                    handles.push(fire(&handle, due));
+                }
+            }
+            handles
+        }
+    };
+    let released = handles.len();
+    for h in handles {
+        let _ = h.await;
+    }
+    let achieved = released as f64 / t0.elapsed().as_secs_f64();
+    let name = match pacing {
+        Pacing::Uniform => format!("open loop {rate}/s, paced"),
+        Pacing::Bursts => format!("open loop {rate}/s, 1ms bursts"),
+    };
+    let extra = format!(
+        "achieved {achieved:.0} req/s, {} failed",
+        failed.load(Ordering::Relaxed)
+    );
+    match hist.lock() {
+        Ok(h) => row(&name, &h, &extra),
+        Err(_) => println!("{name}: the histogram was poisoned"),
+    };
+}
+
 /// Runs the benchmark.
 pub async fn main(args: Args) -> Result<()> {
     let relay = ServerProcess::spawn(
@@ -152,52 +254,9 @@ pub async fn main(args: Args) -> Result<()> {
         );
     }
 
-    // Open loop at a fixed offered rate. Requests are released on 1 ms
-    // ticks (tokio's timer resolution), `rate / 1000` per tick, and each is
-    // timed from its tick: the generator never waits for an answer before
-    // releasing the next, so queueing in the system under test is counted
-    // (no coordinated omission), while the timer's own lateness is not.
-    let hist = Arc::new(Mutex::new(LatencyHistogram::default()));
-    let failed = Arc::new(AtomicU64::new(0));
-    let per_tick = (args.rate / 1000).max(1);
-    let ticks = args.seconds * 1000;
-    let total = per_tick * ticks;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let t0 = Instant::now();
-    let mut handles = Vec::with_capacity(total as usize);
-    for _ in 0..ticks {
-        let due = tick.tick().await.into_std();
-        for _ in 0..per_tick {
-            let (client, body, hist, failed) =
-                (client.clone(), body.clone(), hist.clone(), failed.clone());
-            handles.push(tokio::spawn(async move {
-                match client.request(peer, "echo", body).await {
-                    Ok(_) => {
-                        if let Ok(mut h) = hist.lock() {
-                            h.record(due.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    Err(_) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    for h in handles {
-        let _ = h.await;
-    }
-    let achieved = total as f64 / t0.elapsed().as_secs_f64();
-    if let Ok(h) = hist.lock() {
-        row(
-            &format!("open loop at {} req/s", args.rate),
-            &h,
-            &format!(
-                "achieved {achieved:.0} req/s, {} failed",
-                failed.load(Ordering::Relaxed)
-            ),
-        );
+    // Open loop at a fixed offered rate, paced two ways (see `open_loop`).
+    for pacing in [Pacing::Uniform, Pacing::Bursts] {
+        open_loop(&client, peer, &body, args.rate, args.seconds, pacing).await;
     }
     println!(
         "relay RSS {} KiB, relay CPU {:?}",
