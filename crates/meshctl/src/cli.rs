@@ -222,6 +222,65 @@ pub enum Command {
     /// Show the relay's status and whether our card is published and online.
     #[command(after_help = "Example:\n  meshctl status\n  meshctl status --json")]
     Status,
+
+    /// Serve mesh agents to an AI assistant as MCP tools (Model Context
+    /// Protocol), over stdio or, with --listen, streamable HTTP.
+    ///
+    /// Every skill of every agent found in the registry becomes one tool,
+    /// named `<short agent id>__<skill id>` (dots in the skill id become
+    /// `_`; at most 64 characters), with the skill's description and input
+    /// schema from the agent's signed card. Only agents online now are
+    /// listed; the list is refreshed every 5 s and the client is told when it
+    /// changes (notifications/tools/list_changed). Narrow it with
+    /// --capability (skills whose id or tag matches), --agent, or --contacts
+    /// (a file of agent ids, one per line, re-read on every refresh).
+    ///
+    /// A tool call is an end-to-end encrypted request; a streamed answer
+    /// arrives as progress notifications (when the client asks for progress)
+    /// and then as the whole text; cancelling the call cancels the request at
+    /// the agent. A skill without an input schema takes one argument, `body`
+    /// (a string is sent as its text, any other JSON value as JSON).
+    ///
+    /// Built-in tools: mesh__search (the registry), mesh__send_message
+    /// (chat), mesh__request (any agent and capability) and, with --receive,
+    /// mesh__inbox and mesh__reply: requests from agents allowed by --allow
+    /// to the capabilities named by --serve wait in an inbox (at most 64)
+    /// until the assistant answers them; one left unanswered for
+    /// --reply-timeout gets a `timeout` error.
+    ///
+    /// Over stdio, stdout carries only MCP; logs go to stderr. With --listen
+    /// the endpoint is http://ADDR/mcp on a loopback address, and every
+    /// request needs `Authorization: Bearer <token>`; the token is generated
+    /// and printed on stderr unless given with --token or MESH_MCP_TOKEN.
+    #[command(after_help = "Examples:\n  \
+        meshctl mcp\n  \
+        meshctl mcp --capability summarize --capability translate\n  \
+        meshctl mcp --agent did:key:z6Mk... --receive --allow did:key:z6Mk...\n  \
+        meshctl mcp --listen 127.0.0.1:8765\n\n\
+        In an assistant's .mcp.json:\n  \
+        {\"mcpServers\": {\"agent-mesh\": {\"command\": \"meshctl\", \"args\": [\"mcp\"]}}}")]
+    Mcp(McpArgs),
+
+    /// A local HTTP API to the mesh, for programs that only speak HTTP.
+    ///
+    /// POST /v1/request {"peer", "capability", "body", "timeout_ms"} answers
+    /// with the peer's response body (a `body` string is sent as its text,
+    /// any other JSON value as JSON); POST /v1/stream answers with
+    /// server-sent events (`chunk` with {"seq", "body"}, then `end` or
+    /// `error`); GET /v1/search?capability=&q=&online= lists verified cards
+    /// with presence. Errors are {"error": {"code", "message"}} with the
+    /// mesh's error codes and a matching HTTP status.
+    ///
+    /// Binds a loopback address only; every request needs `Authorization:
+    /// Bearer <token>`, generated and printed on stderr unless given with
+    /// --token or MESH_GATEWAY_TOKEN. To be called as well, run `meshctl
+    /// serve --forward` beside it.
+    #[command(after_help = "Examples:\n  \
+        meshctl gateway --listen 127.0.0.1:8790\n  \
+        curl -s -H \"Authorization: Bearer $TOKEN\" -d '{\"peer\": \"did:key:z6Mk...\", \"capability\": \"echo\", \"body\": \"hi\"}' http://127.0.0.1:8790/v1/request\n  \
+        curl -sN -H \"Authorization: Bearer $TOKEN\" -d '{\"peer\": \"did:key:z6Mk...\", \"capability\": \"echo.stream\", \"body\": \"a b c\"}' http://127.0.0.1:8790/v1/stream\n  \
+        curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:8790/v1/search?capability=echo&online=true'")]
+    Gateway(GatewayArgs),
 }
 
 /// `keygen` flags.
@@ -342,6 +401,81 @@ pub struct ServeArgs {
     /// The name on the published card (with --publish-card).
     #[arg(long, value_name = "N", requires = "publish_card")]
     pub name: Option<String>,
+}
+
+/// `mcp` flags.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Serve streamable HTTP at http://ADDR/mcp instead of stdio (a loopback
+    /// address, or just a port on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// With --listen: the bearer token HTTP clients must send (at least 32
+    /// characters); generated and printed when not given.
+    #[arg(
+        long,
+        env = "MESH_MCP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// List only skills whose id or tag is C (repeatable).
+    #[arg(long = "capability", value_name = "C")]
+    pub capabilities: Vec<String>,
+
+    /// List only this agent's skills (repeatable; with --contacts, both).
+    #[arg(long = "agent", value_name = "DID")]
+    pub agents: Vec<AgentId>,
+
+    /// A file of agent ids to list, one per line (`#` starts a comment;
+    /// anything after the id is ignored); re-read on every refresh.
+    #[arg(long, value_name = "FILE")]
+    pub contacts: Option<PathBuf>,
+
+    /// Accept requests from other agents into an inbox the assistant reads
+    /// with mesh__inbox and answers with mesh__reply (and chat messages).
+    #[arg(long)]
+    pub receive: bool,
+
+    /// With --receive: accept requests and chat from this agent, or from
+    /// anyone with `*` (repeatable).
+    #[arg(long = "allow", value_name = "DID|*", requires = "receive")]
+    pub allow: Vec<Source>,
+
+    /// With --receive: a capability name to accept requests for
+    /// (repeatable) [default: ask].
+    #[arg(long = "serve", value_name = "NAME", requires = "receive")]
+    pub serve: Vec<String>,
+
+    /// With --receive: how long a request waits in the inbox for an answer
+    /// before its caller gets a `timeout` error, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 120_000,
+        requires = "receive"
+    )]
+    pub reply_timeout: u64,
+}
+
+/// `gateway` flags.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Where to listen: a loopback address, or just a port on 127.0.0.1.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8790")]
+    pub listen: String,
+
+    /// The bearer token clients must send (at least 32 characters);
+    /// generated and printed when not given.
+    #[arg(
+        long,
+        env = "MESH_GATEWAY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// `revoke` flags.

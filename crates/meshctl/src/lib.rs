@@ -6,13 +6,22 @@
 //! agents ([`commands::talk`]), serving ([`commands::serve`]) and the relay
 //! itself ([`commands::relay`]). What they share — the identity file, the
 //! connection, timeouts, the spinner — is [`Ctx`].
+//!
+//! Two long-running bridges let software that does not speak the mesh use
+//! it: [`mcp`] (`meshctl mcp`, an MCP server for AI assistants) and
+//! [`gateway`] (`meshctl gateway`, a local HTTP API); [`local_http`] is what
+//! their HTTP sides share, [`body`] how JSON becomes a mesh body.
 
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod card_file;
 pub mod cli;
 pub mod commands;
+pub mod gateway;
 pub mod identity_file;
+pub mod local_http;
+pub mod mcp;
 pub mod output;
 pub mod progress;
 
@@ -147,6 +156,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => commands::talk::listen(&ctx, &args).await,
         Command::Serve(args) => commands::serve::serve(&ctx, &args).await,
         Command::Status => commands::relay::status(&ctx).await,
+        Command::Mcp(args) => mcp::run(&ctx, &args).await,
+        Command::Gateway(args) => gateway::run(&ctx, &args).await,
     }
 }
 
@@ -175,6 +186,31 @@ pub async fn shutdown_signal() -> &'static str {
         s = ctrl_c => s,
         s = term => s,
     }
+}
+
+/// Resolves when `client` can no longer serve: our key was revoked, or the
+/// connection closed for good (e.g. another process connected with the same
+/// identity and replaced it). Bridges that run until stopped race their
+/// work against this, so they end with the reason instead of failing every
+/// call.
+pub async fn connection_lost(client: &MeshClient) -> anyhow::Error {
+    use futures::StreamExt;
+    let mut states = client.state_changes();
+    while let Some(state) = states.next().await {
+        match state {
+            mesh_client::ConnectionState::Revoked => {
+                return anyhow::anyhow!("our key has been revoked")
+            }
+            mesh_client::ConnectionState::Closed(reason) => {
+                return anyhow::anyhow!(
+                    "the mesh connection closed: {reason} (a second process connecting with \
+                     the same identity replaces the first: give each its own --identity)"
+                )
+            }
+            _ => {}
+        }
+    }
+    anyhow::anyhow!("the mesh connection closed")
 }
 
 /// Closes `client`, waiting at most a second: the process is ending anyway.

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::shell::{cargo, display, output, run, workspace_root, Result};
+use crate::shell::{cargo, display, output, run, target_dir, workspace_root, Result};
 
 /// How long the relay and the agent may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,15 +85,21 @@ impl Live {
     }
 }
 
+/// Builds `mesh-relay` and `meshctl` (debug, or with `release`).
+pub fn build_binaries(release: bool) -> Result<()> {
+    let mut args = vec!["build", "-j2", "-p", "mesh-relay", "-p", "meshctl"];
+    if release {
+        args.push("--release");
+    }
+    run(&mut cargo(&args))
+}
+
 fn bin(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug").join(name)
+    target_dir().join("debug").join(name)
 }
 
 /// Waits until `log` contains a line with `marker`; returns that line.
-fn wait_for_line(log: &Path, marker: &str, child: &mut Child, what: &str) -> Result<String> {
+pub fn wait_for_line(log: &Path, marker: &str, child: &mut Child, what: &str) -> Result<String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -127,14 +133,7 @@ fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
 }
 
 fn start() -> Result<Live> {
-    run(&mut cargo(&[
-        "build",
-        "-j2",
-        "-p",
-        "mesh-relay",
-        "-p",
-        "meshctl",
-    ]))?;
+    build_binaries(false)?;
     let dir = workspace_root()
         .join("target")
         .join("live")

@@ -11,9 +11,11 @@ mod fuzz;
 mod live;
 mod pkg;
 mod report;
+mod run;
 mod setup;
 mod shell;
 mod testsuite;
+mod web;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,13 @@ USAGE:
     cargo xtask <COMMAND> [OPTIONS]
 
 COMMANDS:
+    run [--listen ADDR]  The main job: installs what the build needs, builds the
+                         PWA (web/) and the release binaries, starts mesh-relay
+                         (relay + registry + PWA; SQLite in .mesh-run/) on ADDR
+                         (default 127.0.0.1:8080) and a demo agent \"Echo bot\"
+                         (echo, echo.stream), and prints the URL to open.
+                         Ctrl-C stops everything.
+
     test                 The project's test command (what CI runs, via .ci/run).
                          Installs the wasm32 target, rustfmt and clippy if
                          missing, then runs, stopping at the first failure:
@@ -32,11 +41,13 @@ COMMANDS:
                            cargo clippy for wasm32-unknown-unknown (wasm crates)
                            cargo test --workspace (unit, integration, doc tests)
                            cargo bench --no-run (benches must compile)
-                           install wasm-bindgen-cli, chromium, pkg/ npm packages
+                           install wasm-bindgen-cli, chromium, pkg/ npm packages,
+                             the MCP Python SDK (venv in target/py)
                            cargo xtask pkg (the npm package, with its size)
                            start a relay on 127.0.0.1:0 and `meshctl serve --echo`
                            wasm-bindgen tests in headless Chrome (wasm-tests/)
                            the npm package's tests in Node, Chromium, Deno and workerd
+                           `meshctl mcp` / `gateway` with the MCP Python SDK, httpx, curl
                          Prints each step's time, a summary table, and closes
                          with `N passed, M failed`; exits non-zero on failure.
 
@@ -44,6 +55,10 @@ COMMANDS:
                          mesh-wasm for wasm32 (profile wasm-release), then
                          wasm-bindgen --target web, then wasm-opt -Oz (npm
                          binaryen); prints the .wasm's raw and gzipped size.
+
+    web                  Builds the PWA into web/dist (as `pkg`, plus index.html,
+                         style.css and web/static/) and prints the first-load
+                         size (HTML + JS + wasm + CSS, gzipped).
 
     fuzz [--runs N] [TARGET...]
                          Runs mesh-core's cargo-fuzz targets (all, or the named
@@ -56,8 +71,9 @@ COMMANDS:
                          wrong version. Without --all: what `test` needs (the
                          wasm32 target, rustfmt, clippy). With --all, also
                          wasm-bindgen-cli at the Cargo.lock version, Debian
-                         chromium + chromium-driver, npm dependencies, a
-                         nightly toolchain and cargo-fuzz.
+                         chromium + chromium-driver, npm dependencies, the
+                         Python suites' packages (target/py), a nightly
+                         toolchain and cargo-fuzz.
 
     help, --help, -h     Prints this help.
 
@@ -73,6 +89,8 @@ enum Cli {
     Fuzz { runs: u64, targets: Vec<String> },
     Setup { all: bool },
     Pkg,
+    Web,
+    Run { listen: String },
 }
 
 fn parse(args: &[String]) -> Result<Cli, String> {
@@ -93,6 +111,22 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         "pkg" => match rest.first() {
             Some(arg) => unexpected(arg),
             None => Ok(Cli::Pkg),
+        },
+        "web" => match rest.first() {
+            Some(arg) => unexpected(arg),
+            None => Ok(Cli::Web),
+        },
+        "run" => match rest {
+            [] => Ok(Cli::Run {
+                listen: run::DEFAULT_LISTEN.to_string(),
+            }),
+            [flag, addr] if flag == "--listen" => Ok(Cli::Run {
+                listen: addr.clone(),
+            }),
+            [arg] if arg.starts_with("--listen=") => Ok(Cli::Run {
+                listen: arg["--listen=".len()..].to_string(),
+            }),
+            [arg, ..] => unexpected(arg),
         },
         "setup" => match rest {
             [] => Ok(Cli::Setup { all: false }),
@@ -150,6 +184,8 @@ fn main() -> ExitCode {
         Cli::Fuzz { runs, targets } => fuzz::fuzz(runs, &targets),
         Cli::Setup { all } => setup::setup(all),
         Cli::Pkg => pkg::build(),
+        Cli::Web => web::build().map(drop),
+        Cli::Run { listen } => run::run_demo(&listen),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,6 +210,19 @@ mod tests {
         assert_eq!(parse(&args("setup")), Ok(Cli::Setup { all: false }));
         assert_eq!(parse(&args("setup --all")), Ok(Cli::Setup { all: true }));
         assert_eq!(parse(&args("pkg")), Ok(Cli::Pkg));
+        assert_eq!(parse(&args("web")), Ok(Cli::Web));
+        assert_eq!(
+            parse(&args("run")),
+            Ok(Cli::Run {
+                listen: "127.0.0.1:8080".into()
+            })
+        );
+        assert_eq!(
+            parse(&args("run --listen 0.0.0.0:9000")),
+            Ok(Cli::Run {
+                listen: "0.0.0.0:9000".into()
+            })
+        );
         assert_eq!(parse(&args("--help")), Ok(Cli::Help));
         assert_eq!(parse(&args("test --help")), Ok(Cli::Help));
         assert_eq!(

@@ -8,11 +8,11 @@
 //!
 //! and reports the `.wasm`'s raw and gzipped size.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::setup::{ensure_npm_deps, ensure_wasm_bindgen, WASM_TARGET};
-use crate::shell::{cargo, command, display, run, workspace_root, Result};
+use crate::shell::{cargo, command, display, run, target_dir, workspace_root, Result};
 
 /// The package directory.
 pub const PKG_DIR: &str = "pkg";
@@ -37,12 +37,6 @@ pub struct WasmSize {
     pub raw: u64,
     /// Bytes after `gzip -9`.
     pub gzip: u64,
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Builds `krate` for wasm32 and runs wasm-bindgen and wasm-opt on it,

@@ -5,10 +5,10 @@
 //! a prebuilt binary from outside the crates, npm and Debian registries: the
 //! build machines reach only those, so any other download fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::shell::{cargo, command, output, probe, run, workspace_root, Result};
+use crate::shell::{cargo, command, output, probe, run, target_dir, workspace_root, Result};
 
 /// The browser / Worker target every wasm crate is built for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -23,7 +23,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Directories (relative to the workspace root) whose npm dependencies the
 /// JS/TS and page-level suites need. Empty until `pkg/` and the browser
 /// tests land; add each directory here once it has a package-lock.json.
-const NPM_DIRS: &[&str] = &["pkg"];
+const NPM_DIRS: &[&str] = &["pkg", "web"];
 
 /// `cargo xtask setup`: what `cargo xtask test` needs; with `all`, also what
 /// the wasm, browser, npm and fuzz work needs.
@@ -35,6 +35,7 @@ pub fn setup(all: bool) -> Result<()> {
         for dir in NPM_DIRS {
             ensure_npm_deps(&workspace_root().join(dir))?;
         }
+        ensure_python_deps()?;
         ensure_nightly()?;
         ensure_cargo_fuzz()?;
     }
@@ -223,6 +224,63 @@ pub fn ensure_npm_deps(dir: &Path) -> Result<()> {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The exact pins of the Python suites' packages (the official MCP Python
+/// SDK, httpx), relative to the workspace root.
+pub const PY_REQUIREMENTS: &str = "crates/meshctl/tests/mcp/requirements.txt";
+
+/// The virtualenv the Python suites run in: `target/py`.
+pub fn py_venv() -> PathBuf {
+    target_dir().join("py")
+}
+
+/// The virtualenv's interpreter.
+pub fn py_python() -> PathBuf {
+    py_venv().join("bin").join("python")
+}
+
+/// A virtualenv at `target/py` with [`PY_REQUIREMENTS`] installed, made or
+/// brought up to date only when the venv is missing or the requirements
+/// changed since the last install (a stamp file in the venv holds the
+/// requirements it was installed from). PyPI is one of the registries the
+/// build machines reach.
+pub fn ensure_python_deps() -> Result<()> {
+    let venv = py_venv();
+    let python = py_python();
+    let requirements_path = workspace_root().join(PY_REQUIREMENTS);
+    let requirements = std::fs::read_to_string(&requirements_path)
+        .map_err(|e| format!("cannot read {}: {e}", requirements_path.display()))?;
+    let stamp = venv.join("requirements.installed");
+    let stamp_fresh = modified(&stamp)
+        .zip(modified(&requirements_path))
+        .is_some_and(|(installed, wanted)| wanted <= installed);
+    let same = std::fs::read_to_string(&stamp).is_ok_and(|s| s == requirements);
+    if python.exists() && (stamp_fresh || same) {
+        println!("{}: Python packages up to date", venv.display());
+        return Ok(());
+    }
+    if !python.exists() {
+        let venv_text = venv.to_string_lossy();
+        run(&mut command("python3", &["-m", "venv", &venv_text]))
+            .map_err(|e| format!("{e} (on Debian the venv module is the python3-venv package)"))?;
+    }
+    let requirements_text = requirements_path.to_string_lossy();
+    run(&mut command(
+        &python.to_string_lossy(),
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+            &requirements_text,
+        ],
+    ))?;
+    std::fs::write(&stamp, requirements)
+        .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(())
 }
 
 /// A nightly toolchain, which cargo-fuzz needs for the sanitizer flags.

@@ -19,6 +19,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `<root>/target`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// True when running under CI (`CI=true`, as GitHub Actions, GitLab and most
 /// others set it, or `CI=1`).
 pub fn is_ci() -> bool {

@@ -8,17 +8,21 @@ use std::time::{Duration, Instant};
 use std::process::Command;
 
 use crate::setup::{
-    ensure_browser, ensure_npm_deps, ensure_rust_toolchain, ensure_wasm_bindgen, WASM_TARGET,
+    ensure_browser, ensure_npm_deps, ensure_python_deps, ensure_rust_toolchain,
+    ensure_wasm_bindgen, py_python, WASM_TARGET,
 };
-use crate::shell::{cargo, command, is_ci, run, workspace_root, Result};
-use crate::{live, pkg, report};
+use crate::shell::{cargo, command, is_ci, run, target_dir, workspace_root, Result};
+use crate::{live, pkg, report, web};
 
 /// Crates that must lint for `wasm32-unknown-unknown`; a crate joins the
 /// wasm lint step by being added here.
-pub const WASM_CRATES: &[&str] = &["mesh-core", "mesh-client", "mesh-wasm"];
+pub const WASM_CRATES: &[&str] = &["mesh-core", "mesh-client", "mesh-wasm", "mesh-web"];
 
 /// The crate of wasm-bindgen tests run in headless Chrome.
 pub const BROWSER_TEST_CRATE: &str = "wasm-tests";
+
+/// The Python suites of `meshctl mcp` and `meshctl gateway` (unittest).
+pub const MCP_TESTS: &str = "crates/meshctl/tests/mcp";
 
 /// Crates whose benches must at least compile (they are not run in CI).
 pub const BENCH_CRATES: &[&str] = &["mesh-core"];
@@ -102,18 +106,25 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
-        name: "tools (wasm, browser, npm)",
-        purpose: "wasm-bindgen-cli at the Cargo.lock version, Debian chromium + chromedriver, pkg/ npm packages",
+        name: "tools (wasm, browser, npm, python)",
+        purpose: "wasm-bindgen-cli at the Cargo.lock version, Debian chromium + chromedriver, pkg/ npm packages, the Python MCP SDK in target/py",
         run: || {
             ensure_wasm_bindgen()?;
             ensure_browser()?;
-            ensure_npm_deps(&workspace_root().join(pkg::PKG_DIR))
+            ensure_python_deps()?;
+            ensure_npm_deps(&workspace_root().join(pkg::PKG_DIR))?;
+            ensure_npm_deps(&workspace_root().join("web"))
         },
     },
     Step {
         name: "npm package build",
         purpose: "mesh-wasm → wasm-bindgen → wasm-opt into pkg/dist; prints the .wasm size",
         run: pkg::build,
+    },
+    Step {
+        name: "PWA build",
+        purpose: "web/ (Leptos) → wasm-bindgen → wasm-opt into web/dist; prints the first-load size",
+        run: || web::build().map(drop),
     },
     Step {
         name: "live relay + agent",
@@ -187,6 +198,42 @@ const STEPS: &[Step] = &[
             let mut cmd = command("node", &["--test", "test/workerd.test.mjs"]);
             cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
             run_live(cmd)
+        },
+    },
+    Step {
+        name: "meshctl mcp + gateway (Python MCP SDK)",
+        purpose: "`meshctl mcp` over stdio and streamable HTTP with the official MCP Python SDK, `meshctl gateway` with httpx and curl, against the live relay and agent",
+        run: || {
+            let tests = workspace_root().join(MCP_TESTS);
+            let tests = tests.to_string_lossy();
+            let mut cmd = command(
+                &py_python().to_string_lossy(),
+                &["-m", "unittest", "discover", "-v", "-s", &tests, "-t", &tests],
+            );
+            // Built by the live fixture, which `run_live` starts first.
+            cmd.env("MESHCTL", target_dir().join("debug").join("meshctl"))
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .env("PYTHONUNBUFFERED", "1");
+            run_live(cmd)
+        },
+    },
+    Step {
+        name: "PWA end to end (Chromium)",
+        purpose: "two browser profiles chat through a real relay; offline delivery, streaming + cancel, reload, service worker",
+        run: || {
+            live::build_binaries(false)?;
+            let root = workspace_root();
+            let bins = root.join("target").join("debug");
+            let shots = root.join("target").join("web-shots");
+            let mut cmd = command("node", &["--test", "tests/e2e.test.mjs"]);
+            cmd.current_dir(root.join("web"))
+                .env("MESH_RELAY_BIN", bins.join("mesh-relay"))
+                .env("MESHCTL_BIN", bins.join("meshctl"))
+                .env("MESH_WEB_DIST", root.join(web::DIST))
+                .env("MESH_SHOTS_DIR", &shots);
+            run(&mut cmd)?;
+            println!("PWA screenshots: {}", shots.display());
+            Ok(())
         },
     },
 ];
