@@ -278,9 +278,58 @@ pub fn settle_after_reload(entries: &mut [Entry]) {
     }
 }
 
+/// The most topics a person's card carries.
+pub const MAX_TOPICS: usize = 8;
+
+/// Reads "rust, design, climate" into card tags: trimmed, lower-cased,
+/// duplicates dropped, each a valid capability name (letters, digits, `.`,
+/// `_`, `-`), at most [`MAX_TOPICS`].
+pub fn parse_topics(text: &str) -> Result<Vec<String>, String> {
+    let mut topics: Vec<String> = Vec::new();
+    for raw in text.split(',') {
+        let topic = raw.trim().to_lowercase();
+        if topic.is_empty() || topics.contains(&topic) {
+            continue;
+        }
+        if mesh_core::acl::validate_capability(&topic).is_err() {
+            return Err(format!(
+                "\"{topic}\" cannot be a topic: use letters, digits, '.', '_' or '-'."
+            ));
+        }
+        topics.push(topic);
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(format!("At most {MAX_TOPICS} topics."));
+    }
+    Ok(topics)
+}
+
+/// The topics on a person's card: the chat skill's tags besides the two
+/// every person's card has.
+pub fn topics_of(card: &mesh_core::card::AgentCard) -> Vec<String> {
+    card.skills
+        .iter()
+        .filter(|s| s.id == CHAT_CAPABILITY)
+        .flat_map(|s| s.tags.iter())
+        .filter(|t| *t != "chat" && *t != "person")
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_are_normalised_and_checked() {
+        assert_eq!(
+            parse_topics(" Rust, design ,rust,, climate-tech ").unwrap(),
+            vec!["rust", "design", "climate-tech"]
+        );
+        assert_eq!(parse_topics("").unwrap(), Vec::<String>::new());
+        assert!(parse_topics("two words").is_err());
+        assert!(parse_topics("a,b,c,d,e,f,g,h,i").is_err());
+    }
 
     fn chat(dir: Dir, msg_id: Option<u64>, state: Delivery) -> Entry {
         Entry {

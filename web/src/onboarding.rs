@@ -11,6 +11,8 @@ use crate::service;
 #[component]
 pub fn Onboarding() -> impl IntoView {
     let name = RwSignal::new(String::new());
+    let topics = RwSignal::new(String::new());
+    let topics_problem = RwSignal::new(None::<String>);
     let problem = RwSignal::new(None::<&'static str>);
     let busy = RwSignal::new(false);
     let create = move |ev: leptos::ev::SubmitEvent| {
@@ -21,8 +23,16 @@ pub fn Onboarding() -> impl IntoView {
             return;
         }
         problem.set(None);
+        let t = match crate::model::parse_topics(&topics.get_untracked()) {
+            Ok(t) => t,
+            Err(e) => {
+                topics_problem.set(Some(e));
+                return;
+            }
+        };
+        topics_problem.set(None);
         busy.set(true);
-        service::create_identity(n);
+        service::create_identity(n, t);
     };
     let import = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -71,6 +81,28 @@ pub fn Onboarding() -> impl IntoView {
                                 None => view! {
                                     <p class="hint" id="onboard-name-hint">
                                         "Shown on your public card, so people can find you."
+                                    </p>
+                                }.into_any(),
+                            }}
+                        </div>
+                        <div class="field">
+                            <label for="onboard-topics">"Topics " <span class="optional">"(optional)"</span></label>
+                            <input
+                                id="onboard-topics"
+                                data-testid="onboard-topics"
+                                type="text"
+                                maxlength="200"
+                                placeholder="e.g. rust, design, climate"
+                                aria-describedby="onboard-topics-hint"
+                                aria-invalid=move || if topics_problem.get().is_some() { "true" } else { "false" }
+                                prop:value=move || topics.get()
+                                on:input:target=move |ev| topics.set(ev.target().value())
+                            />
+                            {move || match topics_problem.get() {
+                                Some(p) => view! { <p class="field-error" id="onboard-topics-hint">{p}</p> }.into_any(),
+                                None => view! {
+                                    <p class="hint" id="onboard-topics-hint">
+                                        "Comma-separated; people can find you by them in Discover."
                                     </p>
                                 }.into_any(),
                             }}

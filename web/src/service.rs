@@ -290,26 +290,27 @@ pub fn boot() {
         } else {
             snap.profile.name
         };
-        become_identity(identity, name);
+        become_identity(identity, name, snap.profile.topics);
         connect();
     });
 }
 
-fn become_identity(identity: Identity, name: String) {
+fn become_identity(identity: Identity, name: String, topics: Vec<String>) {
     let id = identity.agent_id();
     with(|s| s.identity = Some(identity));
     app().me.set(Some(Me {
         did: id.to_did(),
         short: id.short(),
         name,
+        topics,
     }));
     app().phase.set(Phase::Ready);
 }
 
-/// Onboarding: a new identity named `name`.
-pub fn create_identity(name: String) {
+/// Onboarding: a new identity named `name`, found also by `topics`.
+pub fn create_identity(name: String, topics: Vec<String>) {
     match Identity::generate() {
-        Ok(identity) => start_with(identity, name),
+        Ok(identity) => start_with(identity, name, topics),
         Err(e) => show_error(format!("Could not create a key in this browser: {e}")),
     }
 }
@@ -326,31 +327,41 @@ pub fn import_identity(text: String, name: String) {
     };
     spawn(async move {
         let mut name = name.trim().to_string();
-        if name.is_empty() {
-            if let Ok(reg) = registry() {
-                if let Ok(Some(entry)) = reg.get(&identity.agent_id()).await {
-                    name = entry.card.card().name.clone();
+        let mut topics = Vec::new();
+        if let Ok(reg) = registry() {
+            if let Ok(Some(entry)) = reg.get(&identity.agent_id()).await {
+                let card = entry.card.card();
+                if name.is_empty() {
+                    name = card.name.clone();
                 }
+                topics = model::topics_of(card);
             }
         }
         if name.is_empty() {
             name = format!("Agent {}", identity.agent_id().short());
         }
-        start_with(identity, name);
+        start_with(identity, name, topics);
     });
 }
 
-fn start_with(identity: Identity, name: String) {
+fn start_with(identity: Identity, name: String, topics: Vec<String>) {
     spawn(async move {
         if let Some(store) = store() {
             let saved = store.save_identity(store::IDENTITY_KEY, &identity).await;
-            let profile = store::save_profile(&store, &Profile { name: name.clone() }).await;
+            let profile = store::save_profile(
+                &store,
+                &Profile {
+                    name: name.clone(),
+                    topics: topics.clone(),
+                },
+            )
+            .await;
             if let Err(e) = saved.and(profile) {
                 report_store_error(e);
             }
         }
         set_policy(with(|s| s.policy.clone()), true);
-        become_identity(identity, name.clone());
+        become_identity(identity, name.clone(), topics);
         app().tab.set(Tab::Discover);
         show_info(format!(
             "Welcome, {name}. Your identity is ready and your card is published so people \
@@ -483,15 +494,16 @@ async fn publish_card() -> Result<(), String> {
     let Some(identity) = with(|s| s.identity.clone()) else {
         return Ok(());
     };
-    let name = app()
+    let (name, topics) = app()
         .me
-        .with_untracked(|m| m.as_ref().map(|m| m.name.clone()))
+        .with_untracked(|m| m.as_ref().map(|m| (m.name.clone(), m.topics.clone())))
         .unwrap_or_default();
+    let tags = ["chat".to_string(), "person".to_string()]
+        .into_iter()
+        .chain(topics);
     let card = AgentCard::builder(identity.agent_id(), relay_url(), name)
         .description(PERSON_DESCRIPTION)
-        .skill(
-            Skill::new(CHAT_CAPABILITY, "Chat", "Send me a message").with_tags(["chat", "person"]),
-        )
+        .skill(Skill::new(CHAT_CAPABILITY, "Chat", "Send me a message").with_tags(tags))
         .issued_at(unix_ms())
         .sign(&identity)
         .map_err(|e| e.to_string())?;
@@ -1259,8 +1271,8 @@ pub fn start_from_card(card: &CardView, request: Option<&str>) {
 
 // -------------------------------------------------------------- settings --
 
-/// Changes our display name and republishes our card.
-pub fn save_name(name: String) {
+/// Changes our display name and topics and republishes our card.
+pub fn save_name(name: String, topics: Vec<String>) {
     let name = name.trim().to_string();
     if name.is_empty() {
         show_error("A display name cannot be empty.");
@@ -1269,16 +1281,17 @@ pub fn save_name(name: String) {
     app().me.update(|m| {
         if let Some(m) = m {
             m.name = name.clone();
+            m.topics = topics.clone();
         }
     });
     spawn(async move {
         if let Some(store) = store() {
-            if let Err(e) = store::save_profile(&store, &Profile { name }).await {
+            if let Err(e) = store::save_profile(&store, &Profile { name, topics }).await {
                 report_store_error(e);
             }
         }
         match publish_card().await {
-            Ok(()) => show_info("Saved. Your card shows the new name."),
+            Ok(()) => show_info("Saved. Your card shows the new name and topics."),
             Err(e) => show_error(format!("Saved here, but the card was not updated: {e}")),
         }
     });

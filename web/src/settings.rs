@@ -17,10 +17,24 @@ pub fn SettingsScreen() -> impl IntoView {
             s.me.with(|m| m.as_ref().map(|m| m.name.clone()).unwrap_or_default())
         })
     };
+    let topics = RwSignal::new(None::<String>);
+    let topics_error = RwSignal::new(None::<String>);
+    let shown_topics = move || {
+        topics.get().unwrap_or_else(|| {
+            s.me.with(|m| m.as_ref().map(|m| m.topics.join(", ")).unwrap_or_default())
+        })
+    };
     let save_name = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        service::save_name(shown_name());
-        name.set(None);
+        match crate::model::parse_topics(&shown_topics()) {
+            Ok(t) => {
+                topics_error.set(None);
+                service::save_name(shown_name(), t);
+                name.set(None);
+                topics.set(None);
+            }
+            Err(e) => topics_error.set(Some(e)),
+        }
     };
 
     // `None`: the editor shows the policy in force (and follows it as
@@ -76,9 +90,23 @@ pub fn SettingsScreen() -> impl IntoView {
                             on:input:target=move |ev| name.set(Some(ev.target().value()))
                         />
                     </div>
+                    <div class="field grow">
+                        <label for="topics">"Topics"</label>
+                        <input
+                            id="topics"
+                            data-testid="topics"
+                            type="text"
+                            maxlength="200"
+                            placeholder="e.g. rust, design, climate"
+                            aria-invalid=move || if topics_error.get().is_some() { "true" } else { "false" }
+                            prop:value=shown_topics
+                            on:input:target=move |ev| topics.set(Some(ev.target().value()))
+                        />
+                    </div>
                     <button type="submit" class="btn primary" data-testid="save-name">"Save"</button>
                 </form>
-                <p class="hint">"Saving republishes your card, so people find you by the new name."</p>
+                {move || topics_error.get().map(|e| view! { <p class="field-error" data-testid="topics-error">{e}</p> })}
+                <p class="hint">"Saving republishes your card, so people find you by the new name and topics."</p>
             </div>
 
             <div class="panel">

@@ -80,6 +80,8 @@ pub struct Me {
     pub short: String,
     /// Display name.
     pub name: String,
+    /// Topics on our card (see [`crate::model::parse_topics`]).
+    pub topics: Vec<String>,
 }
 
 /// Why the banner is up: connection banners go away by themselves once the

@@ -33,6 +33,9 @@ const THREAD_PREFIX: &str = "thread:";
 pub struct Profile {
     /// Display name (published in our card).
     pub name: String,
+    /// Topics we want to be found by (tags on our card's chat skill).
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 /// Everything read at startup.

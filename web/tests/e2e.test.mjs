@@ -94,7 +94,7 @@ async function online(page) {
 }
 
 /** A fresh profile (its own IndexedDB and service worker) that onboards as `name`. */
-async function onboard(name, viewport = DESKTOP) {
+async function onboard(name, topics = "", viewport = DESKTOP) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const errors = [];
@@ -110,6 +110,7 @@ async function onboard(name, viewport = DESKTOP) {
     await page.setViewportSize(viewport);
   }
   await page.fill(by("onboard-name"), name);
+  await page.fill(by("onboard-topics"), topics);
   await page.click(by("onboard-create"));
   await online(page);
   const short = (await page.textContent(by("my-id"))).trim();
@@ -153,9 +154,22 @@ let bobDid;
 const convWith = (page, did) => page.locator(`${by("conv")}[data-peer="${did}"]`);
 
 test("two profiles onboard, find each other, accept first contact and chat both ways", async () => {
-  alice = await onboard(`Alice ${tag}`);
+  alice = await onboard(`Alice ${tag}`, `gardening, topic${tag}`);
   await shot(alice.page, "1-home-after-onboarding");
   bob = await onboard(`Bob ${tag}`);
+
+  // Chrome's installability criteria (manifest, icons, service worker).
+  const cdp = await alice.context.newCDPSession(alice.page);
+  await alice.page.waitForFunction(() => navigator.serviceWorker?.controller != null, null, { timeout: 15000 });
+  const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+  // Playwright's contexts are incognito profiles, where Chrome never offers
+  // to install; every other criterion must hold.
+  const errors = installabilityErrors.map((e) => e.errorId).filter((id) => id !== "in-incognito");
+  assert.deepEqual(errors, [], "the PWA meets Chrome's installability criteria");
+
+  // Bob finds Alice by one of her topics (a tag on her card).
+  await search(bob.page, "", `topic${tag}`);
+  await cardOf(bob.page, `Alice ${tag}`);
 
   // Alice finds Bob by name and writes first.
   await search(alice.page, `Bob ${tag}`);
