@@ -23,6 +23,17 @@ pub struct CardEntry {
     pub last_seen_ms: Option<u64>,
 }
 
+impl CardEntry {
+    /// The entry as the registry serves it: `{card, presence: {online,
+    /// lastSeen}}` (for tools that pass entries on as JSON).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "card": self.card,
+            "presence": {"online": self.online, "lastSeen": self.last_seen_ms},
+        })
+    }
+}
+
 /// Registry search parameters; all optional.
 #[derive(Debug, Clone, Default)]
 pub struct SearchQuery {

@@ -98,15 +98,7 @@ pub async fn search(ctx: &Ctx, args: &SearchArgs) -> anyhow::Result<()> {
         );
     }
     if ctx.json {
-        let items: Vec<serde_json::Value> = items
-            .iter()
-            .map(|e| {
-                json!({
-                    "card": e.card,
-                    "presence": {"online": e.online, "lastSeen": e.last_seen_ms},
-                })
-            })
-            .collect();
+        let items: Vec<serde_json::Value> = items.iter().map(CardEntry::to_json).collect();
         return output::json_pretty(&json!({
             "items": items,
             "nextCursor": next_cursor,
