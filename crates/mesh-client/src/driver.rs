@@ -653,6 +653,12 @@ impl Driver {
             DeliveryStatus::Forwarded => {}
             DeliveryStatus::Queued => {
                 if let Some(out) = self.unqueue(&msg_id) {
+                    if out.handshake {
+                        // The peer is offline and its inbox holds our
+                        // handshake: wait for it rather than give up after
+                        // the usual handshake timeout.
+                        self.sessions.handshake_queued(&peer, rt::now_ms());
+                    }
                     if let Tag::Chat(id) = out.tag {
                         // Once per chat, however many frames (fragments,
                         // or sealing again) it took.

@@ -666,6 +666,61 @@ async fn first_contact_chat_to_an_offline_peer_reports_queued_and_arrives_later(
 }
 
 #[tokio::test]
+async fn a_first_chat_waits_for_an_offline_peer_past_the_handshake_timeout() {
+    let r = relay().await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    b.close().await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A short handshake timeout, so that the peer comes back well after it.
+    let mut opts = options(allow_all());
+    opts.session.handshake_timeout_ms = 300;
+    let a = MeshClient::connect(&r.ws_url(), ident(1), opts)
+        .await
+        .expect("connects");
+    let mut events = a.messages();
+    let id = a
+        .send_message(ident(2).agent_id(), "still there later?")
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        MessageEvent::Queued { msg_id, .. } => assert_eq!(msg_id, id),
+        other => panic!("{other:?}"),
+    }
+    // Four handshake timeouts later the chat has not failed...
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // ...and when B returns it gets the chat, and A its receipt.
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut inbox = b.messages();
+    loop {
+        if let MessageEvent::Chat { text, .. } =
+            tokio::time::timeout(Duration::from_secs(10), inbox.next())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            assert_eq!(text, "still there later?");
+            break;
+        }
+    }
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            MessageEvent::Receipt { msg_id, .. } if msg_id == id => break,
+            MessageEvent::Failed { error, .. } => panic!("the chat failed: {error}"),
+            _ => {}
+        }
+    }
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_restarted_peer_gets_a_new_session_and_requests_keep_working() {
     let (r, a, b) = echo_pair().await;
     assert_eq!(

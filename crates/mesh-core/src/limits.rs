@@ -85,6 +85,12 @@ pub const SESSION_GRACE_MS: u64 = 2 * 60 * 1000;
 /// message until it returns.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 60 * 1000;
 
+/// Lifetime of an unfinished handshake once the relay has reported its
+/// first message `queued` (the peer is offline and its inbox holds the
+/// message): as long as a relay keeps inbox frames by default, 7 days
+/// (milliseconds).
+pub const PARKED_HANDSHAKE_TIMEOUT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
 /// Application messages queued per peer while a handshake is in progress.
 pub const MAX_PENDING_PER_PEER: usize = 256;
 

@@ -46,6 +46,9 @@ const MAX_UNKNOWN_REPLIES: usize = 16;
 pub struct SessionConfig {
     /// Lifetime of an unfinished handshake (ms).
     pub handshake_timeout_ms: u64,
+    /// Lifetime of an unfinished handshake whose first message the relay
+    /// stored for an offline peer (ms); see [`SessionTable::handshake_queued`].
+    pub parked_handshake_timeout_ms: u64,
     /// Messages after which the sender re-keys.
     pub rekey_after_messages: u64,
     /// Session age after which the sender re-keys (ms).
@@ -66,6 +69,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             handshake_timeout_ms: limits::HANDSHAKE_TIMEOUT_MS,
+            parked_handshake_timeout_ms: limits::PARKED_HANDSHAKE_TIMEOUT_MS,
             rekey_after_messages: limits::REKEY_AFTER_MESSAGES,
             rekey_after_ms: limits::REKEY_AFTER_MS,
             reject_after_messages: limits::REJECT_AFTER_MESSAGES,
@@ -707,6 +711,18 @@ impl SessionTable {
         self.events.pop_front()
     }
 
+    /// The relay stored the first message of our handshake with `peer` in
+    /// the peer's inbox (it is offline): wait for the answer until
+    /// `now_ms + parked_handshake_timeout_ms` instead of the usual
+    /// handshake timeout, so that what is queued behind the handshake is
+    /// sealed when the peer comes back.
+    pub fn handshake_queued(&mut self, peer: &AgentId, now_ms: u64) {
+        let parked = now_ms.saturating_add(self.config.parked_handshake_timeout_ms);
+        if let Some(p) = self.peers.get_mut(peer).and_then(|p| p.outbound.as_mut()) {
+            p.deadline_ms = p.deadline_ms.max(parked);
+        }
+    }
+
     /// When [`SessionTable::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<u64> {
         let mut next: Option<u64> = None;
@@ -1089,6 +1105,38 @@ mod tests {
         }
         assert_eq!(a.poll_timeout(), None);
         assert!(a.peers.is_empty(), "idle peers are forgotten");
+    }
+
+    #[test]
+    fn a_handshake_queued_for_an_offline_peer_waits_for_it() {
+        let mut a = table(1);
+        let mut b = table(2);
+        let idb = b.agent_id();
+        a.send(idb, chat(1), 0).unwrap();
+        let init = drain(&mut a);
+        a.handshake_queued(&idb, 5);
+        assert_eq!(
+            a.poll_timeout(),
+            Some(5 + limits::PARKED_HANDSHAKE_TIMEOUT_MS)
+        );
+        // Past the usual timeout nothing is given up...
+        a.handle_timeout(limits::HANDSHAKE_TIMEOUT_MS * 10);
+        assert!(a.poll_event().is_none());
+        // ...and when the peer comes back and answers, the message goes.
+        let later = limits::HANDSHAKE_TIMEOUT_MS * 20;
+        for t in init {
+            b.handle_incoming(a.agent_id(), t.body, later).unwrap();
+        }
+        pump(&mut [&mut a, &mut b], later);
+        assert_eq!(messages(&mut b), vec![(a.agent_id(), chat(1))]);
+        // Without the relay's `queued`, the usual timeout applies.
+        let mut c = table(3);
+        c.send(idb, chat(2), 0).unwrap();
+        c.handle_timeout(limits::HANDSHAKE_TIMEOUT_MS);
+        assert!(matches!(
+            c.poll_event(),
+            Some(SessionEvent::Unreachable { .. })
+        ));
     }
 
     #[test]
