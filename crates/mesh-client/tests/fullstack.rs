@@ -627,96 +627,66 @@ async fn acl_file_is_reloaded_when_it_changes_and_typos_do_not_open_it() {
     r.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn first_contact_chat_to_an_offline_peer_reports_queued_and_arrives_later() {
-    let r = relay().await;
+/// B has been on the relay once and is offline now; A, with `options`,
+/// sends B a first chat and sees it `Queued`. Returns A, its events and the
+/// chat's id.
+async fn first_chat_to_offline_b(
+    r: &RunningRelay,
+    options: ClientOptions,
+    text: &str,
+) -> (
+    MeshClient,
+    impl futures::Stream<Item = MessageEvent> + Unpin,
+    u64,
+) {
     let b = agent(&r.ws_url(), 2, allow_all()).await;
     b.close().await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let a = agent(&r.ws_url(), 1, allow_all()).await;
-    let mut events = a.messages();
-    let id = a
-        .send_message(ident(2).agent_id(), "are you there?")
-        .unwrap();
-    match tokio::time::timeout(Duration::from_secs(5), events.next())
+    let a = MeshClient::connect(&r.ws_url(), ident(1), options)
         .await
-        .unwrap()
-        .unwrap()
-    {
+        .expect("connects");
+    let mut events = a.messages();
+    let id = a.send_message(ident(2).agent_id(), text).unwrap();
+    match next_event(&mut events, 5_000, "Queued").await {
         MessageEvent::Queued { msg_id, peer } => {
             assert_eq!((msg_id, peer), (id, ident(2).agent_id()))
         }
         other => panic!("{other:?}"),
     }
+    (a, events, id)
+}
+
+#[tokio::test]
+async fn first_contact_chat_to_an_offline_peer_reports_queued_and_arrives_later() {
+    let r = relay().await;
+    let (a, mut events, id) =
+        first_chat_to_offline_b(&r, options(allow_all()), "are you there?").await;
     let b = agent(&r.ws_url(), 2, allow_all()).await;
     let mut inbox = b.messages();
-    loop {
-        if let MessageEvent::Chat { text, .. } =
-            tokio::time::timeout(Duration::from_secs(10), inbox.next())
-                .await
-                .unwrap()
-                .unwrap()
-        {
-            assert_eq!(text, "are you there?");
-            break;
-        }
-    }
+    assert!(chats_until(&mut inbox, a.agent_id(), "are you there?")
+        .await
+        .is_empty());
+    receipt_for(&mut events, b.agent_id(), id).await;
     r.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_first_chat_waits_for_an_offline_peer_past_the_handshake_timeout() {
     let r = relay().await;
-    let b = agent(&r.ws_url(), 2, allow_all()).await;
-    b.close().await;
-    drop(b);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     // A short handshake timeout, so that the peer comes back well after it.
     let mut opts = options(allow_all());
     opts.session.handshake_timeout_ms = 300;
-    let a = MeshClient::connect(&r.ws_url(), ident(1), opts)
-        .await
-        .expect("connects");
-    let mut events = a.messages();
-    let id = a
-        .send_message(ident(2).agent_id(), "still there later?")
-        .unwrap();
-    match tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        MessageEvent::Queued { msg_id, .. } => assert_eq!(msg_id, id),
-        other => panic!("{other:?}"),
-    }
+    let (a, mut events, id) = first_chat_to_offline_b(&r, opts, "still there later?").await;
     // Four handshake timeouts later the chat has not failed...
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // ...and when B returns it gets the chat, and A its receipt.
     let b = agent(&r.ws_url(), 2, allow_all()).await;
     let mut inbox = b.messages();
-    loop {
-        if let MessageEvent::Chat { text, .. } =
-            tokio::time::timeout(Duration::from_secs(10), inbox.next())
-                .await
-                .unwrap()
-                .unwrap()
-        {
-            assert_eq!(text, "still there later?");
-            break;
-        }
-    }
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            MessageEvent::Receipt { msg_id, .. } if msg_id == id => break,
-            MessageEvent::Failed { error, .. } => panic!("the chat failed: {error}"),
-            _ => {}
-        }
-    }
+    assert!(chats_until(&mut inbox, a.agent_id(), "still there later?")
+        .await
+        .is_empty());
+    receipt_for(&mut events, b.agent_id(), id).await;
     r.shutdown().await.unwrap();
 }
 
