@@ -25,19 +25,27 @@ enum Attack {
     SwapNoiseKey,
 }
 
+/// Accepts the one client of a proxy and dials the real relay for it.
+async fn accept_and_dial(
+    listener: TcpListener,
+    upstream: &str,
+) -> Option<(
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+)> {
+    let (tcp, _) = listener.accept().await.ok()?;
+    let client = tokio_tungstenite::accept_async(tcp).await.ok()?;
+    let (relay, _) = tokio_tungstenite::connect_async(upstream).await.ok()?;
+    Some((client, relay))
+}
+
 /// Starts a one-connection proxy to `upstream` running `attack`; returns
 /// its ws URL.
 async fn tampering_proxy(upstream: String, attack: Attack) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(client) = tokio_tungstenite::accept_async(tcp).await else {
-            return;
-        };
-        let Ok((relay, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await else {
+        let Some((client, relay)) = accept_and_dial(listener, &upstream).await else {
             return;
         };
         let (mut c_tx, mut c_rx) = client.split();
@@ -171,13 +179,7 @@ async fn session_denying_proxy(upstream: String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(client) = tokio_tungstenite::accept_async(tcp).await else {
-            return;
-        };
-        let Ok((relay, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await else {
+        let Some((client, relay)) = accept_and_dial(listener, &upstream).await else {
             return;
         };
         let (mut c_tx, mut c_rx) = client.split();
