@@ -22,8 +22,10 @@ export function errorCodes(): ErrorCode[];
 export function isMeshError(e: unknown): e is MeshError;
 
 /**
- * Error codes, as listed in docs/PROTOCOL.md §10, plus this package's
- * `invalid_argument` (a bad argument or option) and `storage` (IndexedDB).
+ * Error codes, as listed in docs/PROTOCOL.md §10, `unrecognized` (a code
+ * from a newer relay or peer that this build does not know), plus this
+ * package's `invalid_argument` (a bad argument or option) and `storage`
+ * (IndexedDB).
  */
 export type ErrorCode =
   | "malformed_frame"
@@ -53,6 +55,7 @@ export type ErrorCode =
   | "payload_too_large"
   | "unreachable"
   | "protocol"
+  | "unrecognized"
   | "invalid_argument"
   | "storage";
 
@@ -180,7 +183,7 @@ export class ResponseStream implements AsyncIterableIterator<Uint8Array> {
   next(): Promise<IteratorResult<Uint8Array, undefined>>;
   return(): Promise<IteratorResult<Uint8Array, undefined>>;
   [Symbol.asyncIterator](): ResponseStream;
-  /** Stops the stream and cancels the request at the peer. */
+  /** Stops the stream at once (a pending `next()` resolves done) and cancels the request at the peer. */
   cancel(): Promise<IteratorResult<Uint8Array, undefined>>;
   /** The chunks as a WHATWG `ReadableStream`. */
   toReadableStream(): ReadableStream<Uint8Array>;

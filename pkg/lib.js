@@ -59,7 +59,8 @@ class IncomingRequest {
 
 function checkHandler(handler) {
   if (typeof handler !== "function") {
-    const e = new TypeError("a handler must be a function");
+    const e = new Error("a handler must be a function");
+    e.name = "MeshError";
     e.code = "invalid_argument";
     throw e;
   }

@@ -351,3 +351,30 @@ test("the READMEs show the examples verbatim, and examples/node.mjs runs as writ
   const { stdout } = await promisify(execFile)(process.execPath, [example, RELAY, ECHO], { timeout: 30000 });
   assert.equal(stdout, "echo: { hello: 'from node' }\nchunk: one\nchunk: two\nchunk: three\n");
 });
+
+test("cancel() ends a next() that is waiting for a chunk, and the handler sees it", async () => {
+  const server = await connect();
+  const caller = await connect();
+  try {
+    let handlerAborted = false;
+    server.client.setAcl({ rule: [{ source: caller.identity.agentId, capabilities: ["one.then.wait"], action: "allow" }] });
+    server.client.handleStream("one.then.wait", async function* (req) {
+      yield "first";
+      await new Promise((resolve) => req.signal.addEventListener("abort", resolve));
+      handlerAborted = true;
+    });
+    const stream = caller.client.requestStream(server.identity.agentId, "one.then.wait", "", { timeoutMs: 30000 });
+    assert.equal(text((await stream.next()).value), "first");
+    const pending = stream.next();
+    await sleep(100);
+    const started = Date.now();
+    await stream.cancel();
+    assert.deepEqual(await pending, { done: true, value: undefined });
+    assert.ok(Date.now() - started < 2000, "cancel waited for the next chunk");
+    await eventually("the handler's signal to abort", () => (handlerAborted ? true : undefined));
+    assert.throws(() => server.client.handle("x", 42), (e) => e.name === "MeshError" && e.code === "invalid_argument");
+  } finally {
+    await server.client.close();
+    await caller.client.close();
+  }
+});

@@ -369,6 +369,17 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
         return;
     }
     let dst = conn.agent;
+    if state.is_revoked(&dst) {
+        // Revocation purged the inbox; nothing more is stored for the
+        // agent. Tell the senders still online that it is refused.
+        for (src, msg_id, _) in &frames {
+            if let Some(sender) = state.hub.get(src) {
+                let refused = DeliveryStatus::Refused(ErrorCode::Revoked);
+                sender.send_status(status_frame(dst, *msg_id, refused));
+            }
+        }
+        return;
+    }
     let now = state.wall_ms();
     let n = frames.len();
     let senders: Vec<(AgentId, u64)> = frames.iter().map(|(src, id, _)| (*src, *id)).collect();

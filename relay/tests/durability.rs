@@ -77,8 +77,13 @@ async fn revocation_disconnects_refuses_purges_and_withdraws() {
     let url = r.ws_url();
     let victim = ident(5);
     let mut v = Client::connect(&url, victim.clone()).await;
-    // Something waits in its inbox... (another agent, queued while online
-    // would be forwarded, so use a frame to an offline third party instead)
+    // A frame forwarded to the victim and not acknowledged when it is
+    // revoked: it must not go to the (purged) inbox, and its sender hears
+    // `refused revoked`, not `queued`.
+    let mut a = Client::connect(&url, ident(1)).await;
+    let pending = a.send_to(victim.agent_id(), b"in flight").await;
+    assert_eq!(a.status_of(pending).await, DeliveryStatus::Forwarded);
+    let _ = v.next_deliver().await;
     let card = mesh_core::AgentCard::builder(victim.agent_id(), &url, "Victim")
         .issued_at(1)
         .sign(&victim)
@@ -111,7 +116,10 @@ async fn revocation_disconnects_refuses_purges_and_withdraws() {
     assert_eq!(err.code, ErrorCode::Revoked);
     let (status, _) = http(r.addr, "GET", &path, &[], b"").await;
     assert_eq!(status, 404, "card withdrawn");
-    let mut a = Client::connect(&url, ident(1)).await;
+    assert_eq!(
+        a.status_of(pending).await,
+        DeliveryStatus::Refused(ErrorCode::Revoked)
+    );
     let id = a.send_to(victim.agent_id(), b"x").await;
     assert_eq!(
         a.status_of(id).await,

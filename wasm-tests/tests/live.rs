@@ -218,7 +218,7 @@ async fn streams_chunks_in_order_from_the_native_agent() {
 }
 
 #[wasm_bindgen_test]
-async fn dropping_a_stream_from_the_native_agent_cancels_it() {
+async fn the_session_survives_dropping_a_stream_from_the_native_agent() {
     let echo = echo_agent();
     let client = connect(new_identity(), Policy::default()).await;
     // 400 words at 50 ms each would stream for 20 s.

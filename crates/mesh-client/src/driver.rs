@@ -653,10 +653,12 @@ impl Driver {
             DeliveryStatus::Forwarded => {}
             DeliveryStatus::Queued => {
                 if let Some(out) = self.unqueue(&msg_id) {
-                    if out.handshake {
-                        // The peer is offline and its inbox holds our
-                        // handshake: wait for it rather than give up after
-                        // the usual handshake timeout.
+                    if out.handshake && matches!(out.tag, Tag::Chat(_)) {
+                        // The peer is offline and its inbox holds the
+                        // handshake a chat waits behind: wait for the peer
+                        // rather than give up after the usual handshake
+                        // timeout. (Not for a request: it has its own
+                        // timeout, and must not run days after it.)
                         self.sessions.handshake_queued(&peer, rt::now_ms());
                     }
                     if let Tag::Chat(id) = out.tag {

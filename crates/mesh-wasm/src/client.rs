@@ -66,6 +66,9 @@ impl JsResponse {
 pub struct JsResponseStream {
     state: Rc<AsyncMutex<Option<ResponseStream>>>,
     signal: Option<web_sys::AbortSignal>,
+    /// Fired by `cancel()` without waiting for the lock a pending `next()`
+    /// holds, so that a cancel never waits for the next chunk.
+    stop: web_sys::AbortController,
 }
 
 fn iter_result(done: bool, value: JsValue) -> JsValue {
@@ -82,20 +85,29 @@ impl JsResponseStream {
     pub fn next(&self) -> js_sys::Promise {
         let state = self.state.clone();
         let signal = self.signal.clone();
+        let stop = self.stop.signal();
         future_to_promise(async move {
             let mut guard = state.lock().await;
             let Some(stream) = guard.as_mut() else {
                 return Ok(iter_result(true, JsValue::UNDEFINED));
             };
-            let item = match &signal {
-                Some(signal) => match select(stream.next(), Box::pin(aborted(signal))).await {
-                    Either::Left((item, _)) => item,
-                    Either::Right(((), _)) => {
-                        *guard = None;
-                        return Err(abort_error());
-                    }
-                },
-                None => stream.next().await,
+            let caller_abort = async {
+                match &signal {
+                    Some(signal) => aborted(signal).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let cancelled = select(Box::pin(aborted(&stop)), Box::pin(caller_abort));
+            let item = match select(stream.next(), cancelled).await {
+                Either::Left((item, _)) => item,
+                Either::Right((which, _)) => {
+                    // Dropping the stream sends the cancel to the peer.
+                    *guard = None;
+                    return match which {
+                        Either::Left(_) => Ok(iter_result(true, JsValue::UNDEFINED)),
+                        Either::Right(_) => Err(abort_error()),
+                    };
+                }
             };
             match item {
                 Some(Ok(chunk)) => Ok(iter_result(false, bytes(&chunk).into())),
@@ -111,8 +123,10 @@ impl JsResponseStream {
         })
     }
 
-    /// Stops the stream; the cancel reaches the remote handler.
+    /// Stops the stream at once (a pending `next()` resolves `{ done: true }`)
+    /// and cancels the request at the peer.
     pub fn cancel(&self) -> js_sys::Promise {
+        self.stop.abort();
         let state = self.state.clone();
         future_to_promise(async move {
             state.lock().await.take();
@@ -370,9 +384,11 @@ impl JsClient {
             None => self.inner.request_stream(peer, capability, b),
         }
         .map_err(|e| client_error(&e))?;
+        let stop = web_sys::AbortController::new().map_err(|e| invalid(message_of(&e)))?;
         Ok(JsResponseStream {
             state: Rc::new(AsyncMutex::new(Some(stream))),
             signal,
+            stop,
         })
     }
 

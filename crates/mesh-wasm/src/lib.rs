@@ -31,14 +31,18 @@ pub fn version() -> String {
 }
 
 /// Every error code an `Error` from this package may carry in `code`, as
-/// listed in docs/PROTOCOL.md §10, plus the package's own `invalid_argument`
-/// and `storage`.
+/// listed in docs/PROTOCOL.md §10, `unrecognized` (a code from a newer relay
+/// or peer), and the package's own `invalid_argument` and `storage`.
 #[wasm_bindgen(js_name = errorCodes)]
 pub fn error_codes() -> js_sys::Array {
     let codes = js_sys::Array::new();
     for code in mesh_core::code::ALL_CODES {
         codes.push(&JsValue::from_str(code.name()));
     }
+    // A code from a newer relay or peer that this build does not know.
+    codes.push(&JsValue::from_str(
+        mesh_core::ErrorCode::Unrecognized(0).name(),
+    ));
     codes.push(&JsValue::from_str(convert::INVALID_ARGUMENT));
     codes.push(&JsValue::from_str(convert::STORAGE));
     codes
