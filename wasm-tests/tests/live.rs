@@ -374,7 +374,7 @@ async fn event_for(
 }
 
 #[wasm_bindgen_test]
-async fn a_chat_to_an_offline_agent_is_queued_and_delivered_once_it_connects() {
+async fn a_first_chat_to_an_offline_agent_is_delivered_once_it_connects() {
     let a = connect(new_identity(), Policy::default()).await;
     let mut events = a.messages();
 
@@ -403,10 +403,13 @@ async fn a_chat_to_an_offline_agent_is_queued_and_delivered_once_it_connects() {
 
     let text = format!("written while you were away ({})", now_ms());
     let msg_id = a.send_message(b_id, &text).expect("send");
-    match event_for(&mut events, msg_id, "Queued for the offline agent").await {
-        MessageEvent::Queued { peer, .. } => assert_eq!(peer, b_id),
-        other => panic!("expected Queued, got {other:?}"),
-    }
+    // First contact: the relay holds only the handshake, not the chat, so
+    // the chat is not reported queued; it is sealed when B answers.
+    sleep_ms(500).await;
+    assert!(
+        futures::FutureExt::now_or_never(events.next()).is_none(),
+        "no delivery news before B answers"
+    );
 
     // B comes back, taking chat from A only.
     let acl = Policy {

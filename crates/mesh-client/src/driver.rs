@@ -661,9 +661,12 @@ impl Driver {
                         // timeout, and must not run days after it.)
                         self.sessions.handshake_queued(&peer, rt::now_ms());
                     }
-                    if let Tag::Chat(id) = out.tag {
+                    if let (Tag::Chat(id), false) = (out.tag, out.handshake) {
                         // Once per chat, however many frames (fragments,
-                        // or sealing again) it took.
+                        // or sealing again) it took. Not for a handshake
+                        // the chat waits behind: then only the handshake is
+                        // at the relay, and the chat lives in this process
+                        // until the peer answers and it can be sealed.
                         if let Some(chat) = self.chats.get_mut(&id).filter(|c| !c.queued) {
                             chat.queued = true;
                             self.shared.emit(MessageEvent::Queued { peer, msg_id: id });
