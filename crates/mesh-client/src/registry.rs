@@ -5,10 +5,10 @@
 //! ring) and the runtime's own `fetch` in browsers, Node, Deno and Workers.
 
 use mesh_core::card::SignedCard;
+use mesh_core::json::{Number, Object, Value};
 use mesh_core::registry::RegistryRequest;
 use mesh_core::revocation::Revocation;
 use mesh_core::{AgentId, Identity};
-use serde_json::Value;
 
 use crate::error::ClientError;
 
@@ -27,10 +27,16 @@ impl CardEntry {
     /// The entry as the registry serves it: `{card, presence: {online,
     /// lastSeen}}` (for tools that pass entries on as JSON).
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
-            "card": self.card,
-            "presence": {"online": self.online, "lastSeen": self.last_seen_ms},
-        })
+        // The canonical form of a verified card always reads back (the
+        // writer and reader are tested against each other in mesh-core).
+        let card = Value::parse(self.card.as_json()).unwrap_or(Value::Null);
+        let mut presence = Object::new();
+        presence.insert("online", self.online);
+        presence.insert("lastSeen", self.last_seen_ms.and_then(Number::from_u64));
+        let mut entry = Object::new();
+        entry.insert("card", card);
+        entry.insert("presence", presence);
+        Value::Object(entry)
     }
 }
 
@@ -61,16 +67,17 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-// The registry's JSON is read as a `serde_json::Value` and picked apart by
-// hand rather than through derived structs: in the WebAssembly build every
-// derived struct deserializer is code to download.
+// The registry's JSON is read with mesh-core's strict reader (the one the
+// card verifier uses; duplicate members are refused everywhere) and picked
+// apart by hand: in the WebAssembly build every JSON library and derived
+// deserializer is code to download.
 
 fn protocol(what: &str) -> ClientError {
     ClientError::Protocol(format!("unexpected registry answer: {what}"))
 }
 
 fn parse(body: &[u8]) -> Result<Value, ClientError> {
-    serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()))
+    Value::parse(body).map_err(|e| protocol(&e.to_string()))
 }
 
 /// Talks to one relay's registry.
@@ -85,8 +92,7 @@ fn verify_entry(e: &Value) -> Result<CardEntry, ClientError> {
     let card = e
         .get("card")
         .ok_or_else(|| protocol("an entry without a card"))?;
-    let raw = serde_json::to_vec(card).map_err(|err| ClientError::Protocol(err.to_string()))?;
-    let card = SignedCard::from_json(&raw).map_err(|err| {
+    let card = SignedCard::from_value(card.clone()).map_err(|err| {
         ClientError::Protocol(format!("registry returned an invalid card: {err}"))
     })?;
     let presence = e.get("presence");
@@ -168,9 +174,10 @@ impl RegistryClient {
         if status == 404 && allow_404 {
             return Ok(None);
         }
-        let error = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-            let text = |key: &str| v.pointer(key).and_then(Value::as_str).map(String::from);
-            Some((text("/error/code")?, text("/error/message")?))
+        let error = Value::parse(&body).ok().and_then(|v| {
+            let error = v.get("error")?;
+            let text = |key: &str| error.get(key).and_then(Value::as_str).map(String::from);
+            Some((text("code")?, text("message")?))
         });
         Err(match error {
             Some((code, message)) => ClientError::Registry {

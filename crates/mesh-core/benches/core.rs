@@ -153,14 +153,14 @@ fn card(c: &mut Criterion) {
             )
             .with_tags(["nlp", "summary", "text"])
             .with_examples(["Summarize this article in three bullets"])
-            .with_input_schema(serde_json::json!({
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string", "maxLength": 100000},
-                    "bullets": {"type": "integer", "minimum": 1, "maximum": 10}
-                },
-                "required": ["text"]
-            })),
+            .with_input_schema(
+                mesh_core::json::Value::parse(
+                    br#"{"type": "object", "required": ["text"], "properties": {
+                        "text": {"type": "string", "maxLength": 100000},
+                        "bullets": {"type": "integer", "minimum": 1, "maximum": 10}}}"#,
+                )
+                .unwrap(),
+            ),
         )
         .skill(Skill::new("translate", "Translate", "Between any two languages").with_tags(["nlp"]))
         .issued_at(1_700_000_000_000)

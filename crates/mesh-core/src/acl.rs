@@ -46,6 +46,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::json::{into_string, Fields, Object, ShapeError, Value};
+
 use crate::identity::AgentId;
 use crate::limits::MAX_CAPABILITY_LEN;
 
@@ -244,6 +246,31 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Reads one rule of a JSON policy (`path` names it in errors).
+    fn from_value(value: Value, path: &str) -> Result<Self, ShapeError> {
+        let mut f = Fields::new(value, path)?;
+        let bad = |at: String| move |e: AclError| ShapeError::new(at, e.to_string());
+        let source = f.string("source")?;
+        let rule = Rule {
+            source: source.parse().map_err(bad(f.path_of("source")))?,
+            capabilities: f.array("capabilities", |v, at| {
+                into_string(v, at)?.parse().map_err(bad(at.to_owned()))
+            })?,
+            action: match f.string("action")?.as_str() {
+                "allow" => Action::Allow,
+                "deny" => Action::Deny,
+                other => {
+                    return Err(ShapeError::new(
+                        f.path_of("action"),
+                        format!("expected \"allow\" or \"deny\", found \"{other}\""),
+                    ))
+                }
+            },
+        };
+        f.finish()?;
+        Ok(rule)
+    }
+
     /// An allow rule.
     pub fn allow(source: Source, capabilities: Vec<CapabilityPattern>) -> Self {
         Rule {
@@ -369,9 +396,15 @@ impl Policy {
 
     /// Reads a policy from JSON (`{"rule": [...]}`).
     pub fn from_json(text: &str) -> Result<Self, AclError> {
-        let policy: Policy =
-            // `from_slice`: one JSON reader for every parse in the wasm build.
-            serde_json::from_slice(text.as_bytes()).map_err(|e| AclError::Parse(e.to_string()))?;
+        let parse = |e: &dyn fmt::Display| AclError::Parse(e.to_string());
+        let value = Value::parse(text.as_bytes()).map_err(|e| parse(&e))?;
+        let mut f = Fields::new(value, "").map_err(|e| parse(&e))?;
+        let rules = f
+            .opt_array("rule", Rule::from_value)
+            .map_err(|e| parse(&e))?
+            .unwrap_or_default();
+        f.finish().map_err(|e| parse(&e))?;
+        let policy = Policy { rules };
         policy.check()?;
         Ok(policy)
     }
@@ -386,7 +419,23 @@ impl Policy {
 
     /// Writes the policy as pretty-printed JSON.
     pub fn to_json(&self) -> Result<String, AclError> {
-        serde_json::to_string_pretty(self).map_err(|e| AclError::Serialize(e.to_string()))
+        let rules = self.rules.iter().map(|r| {
+            let mut o = Object::new();
+            o.insert("source", r.source.to_string());
+            let caps = r.capabilities.iter().map(|c| Value::from(c.to_string()));
+            o.insert("capabilities", Value::Array(caps.collect()));
+            o.insert(
+                "action",
+                match r.action {
+                    Action::Allow => "allow",
+                    Action::Deny => "deny",
+                },
+            );
+            Value::Object(o)
+        });
+        let mut policy = Object::new();
+        policy.insert("rule", Value::Array(rules.collect()));
+        Ok(Value::Object(policy).to_pretty())
     }
 
     /// Writes the policy as TOML.
@@ -581,7 +630,10 @@ action = "allow"
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("x*") && e.contains("column"), "{e}");
+        assert!(
+            e.contains("x*") && e.contains("rule[0].capabilities[0]"),
+            "{e}"
+        );
         assert!(Policy::from_json(r#"{"rule": [], "other": 1}"#).is_err());
     }
 

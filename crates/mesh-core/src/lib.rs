@@ -76,6 +76,7 @@ pub mod code;
 mod codec;
 pub mod frame;
 pub mod identity;
+pub mod json;
 pub mod limits;
 pub mod noise;
 pub mod registry;

@@ -149,6 +149,20 @@ pub const MAX_MEDIA_TYPE_LEN: usize = 128;
 /// in signed JSON must not exceed it, and no integer in a signed card may.
 pub const MAX_JSON_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// Most significant digits a JSON number that is not a plain integer may
+/// have: every decimal of at most 15 digits (IEEE double's `DBL_DIG`) reads
+/// as a double and prints back unchanged, so every reader agrees on it. See
+/// [`crate::json`].
+pub const MAX_JSON_SIGNIFICANT_DIGITS: usize = 15;
+
+/// Largest decimal exponent (of the first significant digit, either sign)
+/// of a JSON number that is not a plain integer: ±307 keeps every accepted
+/// number a normal, finite double.
+pub const MAX_JSON_DECIMAL_EXPONENT: u32 = 307;
+
+/// Deepest nesting of arrays and objects the JSON reader accepts.
+pub const MAX_JSON_DEPTH: usize = 128;
+
 /// Longest revocation `reason`, in UTF-8 bytes.
 pub const MAX_REVOCATION_REASON_LEN: usize = 256;
 

@@ -36,6 +36,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{AgentId, Identity, Signature};
+use crate::json::{Fields, Number, Object, ShapeError, Value};
 use crate::limits::{MAX_JSON_SAFE_INTEGER, MAX_REVOCATION_LEN, MAX_REVOCATION_REASON_LEN};
 use crate::sign::SignatureContext;
 
@@ -133,8 +134,16 @@ impl Revocation {
 
     /// The JSON form (see the module docs).
     pub fn to_json(&self) -> String {
-        // Four plain members: serializing them cannot fail.
-        serde_json::to_string(&RevocationJson::from(self.clone())).unwrap_or_default()
+        let mut o = Object::new();
+        o.insert("agentId", self.agent.to_did());
+        // `check_parts` keeps the time within the range a JSON number holds.
+        o.insert("revokedAt", Number::from_u64(self.revoked_at_ms));
+        o.insert("reason", self.reason.as_str());
+        o.insert(
+            "signature",
+            URL_SAFE_NO_PAD.encode(self.signature.to_bytes()),
+        );
+        Value::Object(o).to_string()
     }
 
     /// Reads and verifies the JSON form.
@@ -142,9 +151,23 @@ impl Revocation {
         if text.len() > MAX_REVOCATION_LEN {
             return Err(RevocationError::TooLarge(text.len()));
         }
-        let wire: RevocationJson =
-            serde_json::from_str(text).map_err(|e| RevocationError::Json(e.to_string()))?;
-        Revocation::try_from(wire)
+        let json = |e: &dyn std::fmt::Display| RevocationError::Json(e.to_string());
+        let value = Value::parse(text.as_bytes()).map_err(|e| json(&e))?;
+        let read = || -> Result<RevocationJson, ShapeError> {
+            let mut f = Fields::new(value, "")?;
+            let agent_id = f.string("agentId")?;
+            let wire = RevocationJson {
+                agent_id: agent_id
+                    .parse()
+                    .map_err(|e| ShapeError::new("agentId", format!("{e}")))?,
+                revoked_at: f.u64("revokedAt")?,
+                reason: f.string("reason")?,
+                signature: f.string("signature")?,
+            };
+            f.finish()?;
+            Ok(wire)
+        };
+        Revocation::try_from(read().map_err(|e| json(&e))?)
     }
 }
 
@@ -162,7 +185,9 @@ fn signed_fields<'a>(agent: &'a AgentId, at: &'a [u8; 8], reason: &'a str) -> [&
     [agent.as_bytes(), at, reason.as_bytes()]
 }
 
-/// The JSON shape of a revocation.
+/// The JSON shape of a revocation (serde is for documents that embed
+/// revocations, e.g. the relay's persisted list; [`Revocation::from_json`]
+/// and [`Revocation::to_json`] read and write it by hand).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RevocationJson {

@@ -519,6 +519,15 @@ fn limit_values() -> Vec<(&'static str, u64)> {
         ("MAX_MEDIA_TYPE_LEN", MAX_MEDIA_TYPE_LEN as u64),
         ("MAX_JSON_SAFE_INTEGER", MAX_JSON_SAFE_INTEGER),
         (
+            "MAX_JSON_SIGNIFICANT_DIGITS",
+            MAX_JSON_SIGNIFICANT_DIGITS as u64,
+        ),
+        (
+            "MAX_JSON_DECIMAL_EXPONENT",
+            MAX_JSON_DECIMAL_EXPONENT as u64,
+        ),
+        ("MAX_JSON_DEPTH", MAX_JSON_DEPTH as u64),
+        (
             "MAX_REVOCATION_REASON_LEN",
             MAX_REVOCATION_REASON_LEN as u64,
         ),

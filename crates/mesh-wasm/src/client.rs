@@ -15,6 +15,7 @@ use mesh_client::{
 use mesh_core::acl::Policy;
 use mesh_core::app::ReceiptKind;
 use mesh_core::card::{AgentCard, Skill};
+use mesh_core::json::{into_array, ShapeError, Value};
 use mesh_core::ErrorCode;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -562,7 +563,9 @@ impl JsClient {
             let skills = get(&card, "skills");
             if !skills.is_undefined() && !skills.is_null() {
                 let text = to_json(&skills, "skills")?;
-                let skills: Vec<Skill> = serde_json::from_slice(text.as_bytes())
+                let skills = Value::parse(text.as_bytes())
+                    .map_err(ShapeError::from_json)
+                    .and_then(|v| into_array(v, "skills", Skill::from_value))
                     .map_err(|e| invalid(format!("invalid skills: {e}")))?;
                 for skill in skills {
                     builder = builder.skill(skill);

@@ -112,6 +112,8 @@ impl CardFile {
                 if !schema.is_object() {
                     bail!("skill {:?}: inputSchema must be a JSON Schema object", s.id);
                 }
+                crate::output::from_serde(schema)
+                    .with_context(|| format!("skill {:?}: inputSchema", s.id))?;
             }
         }
         Ok(())
@@ -133,8 +135,9 @@ impl CardFile {
                 s.description.clone(),
             )
             .with_tags(s.tags.iter().cloned());
-            if let Some(schema) = &s.input_schema {
-                skill = skill.with_input_schema(schema.clone());
+            // `check` has read every schema already, so this cannot fail.
+            if let Some(Ok(schema)) = s.input_schema.as_ref().map(crate::output::from_serde) {
+                skill = skill.with_input_schema(schema);
             }
             b = b.skill(skill);
         }

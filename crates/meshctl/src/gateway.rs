@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures::{Stream, StreamExt};
-use mesh_client::registry::{CardEntry, RegistryClient, SearchQuery};
+use mesh_client::registry::{RegistryClient, SearchQuery};
 use mesh_client::{ClientError, MeshClient};
 use mesh_core::acl::Policy;
 use mesh_core::{AgentId, ErrorCode};
@@ -376,7 +376,11 @@ async fn search(
         Ok(Err(e)) => return client_error(&e),
         Err(_) => return client_error(&ClientError::Timeout(gateway.timeout_ms)),
     };
-    let items: Vec<Value> = page.items.iter().map(CardEntry::to_json).collect();
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|e| crate::output::to_serde(&e.to_json()))
+        .collect();
     axum::Json(json!({
         "items": items,
         "nextCursor": page.next_cursor,

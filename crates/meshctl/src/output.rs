@@ -25,6 +25,20 @@ pub fn line(text: &str) -> anyhow::Result<()> {
         .context("cannot write to stdout")
 }
 
+/// A mesh-core JSON value (a verified card, a registry entry) as a
+/// serde_json value, for output built with `json!`.
+pub fn to_serde(value: &mesh_core::json::Value) -> serde_json::Value {
+    // Cannot fail: every number mesh-core's reader accepts is a finite f64.
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// A serde_json value as a mesh-core JSON value (input schemas from a card
+/// file); fails on numbers the card verifier would refuse.
+pub fn from_serde(value: &serde_json::Value) -> anyhow::Result<mesh_core::json::Value> {
+    let text = serde_json::to_vec(value)?;
+    Ok(mesh_core::json::Value::parse(&text)?)
+}
+
 /// Writes `value` as one line of compact JSON.
 pub fn json_line(value: &serde_json::Value) -> anyhow::Result<()> {
     line(&value.to_string())

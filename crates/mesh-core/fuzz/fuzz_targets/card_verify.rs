@@ -16,7 +16,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mesh_core::card::{AgentCard, SignedCard, Skill};
+use mesh_core::card::{AgentCard, CardError, SignedCard, Skill};
+use mesh_core::json::Value;
 use mesh_core::identity::Identity;
 
 struct Fixture {
@@ -36,14 +37,16 @@ fn fixture() -> &'static Fixture {
                 Skill::new("summarize.text", "Summarize", "Short summaries")
                     .with_tags(["nlp"])
                     .with_examples(["Summarize this"])
-                    .with_input_schema(serde_json::json!({
-                        "type": "object",
-                        "properties": {"n": {"type": "integer", "minimum": -5, "default": 0.5}}
-                    })),
+                    .with_input_schema(
+                        Value::parse(
+                            br#"{"type": "object", "properties": {"n": {"type": "integer", "minimum": -5, "default": 0.5}}}"#,
+                        )
+                        .expect("schema parses"),
+                    ),
             )
             .issued_at(1_700_000_000_000)
             .build();
-        let unsigned = serde_json::to_vec(&card).expect("card serializes");
+        let unsigned = card.to_object().to_canonical();
         let signed = card.sign(&identity).expect("card signs").to_json();
         Fixture {
             identity,
@@ -96,7 +99,8 @@ fuzz_target!(|data: &[u8]| {
             let Some(json) = splice(&f.unsigned, rest) else {
                 return;
             };
-            let Ok(card) = serde_json::from_slice::<AgentCard>(&json) else {
+            let Ok(card) = Value::parse(&json).map_err(CardError::from).and_then(AgentCard::from_value)
+            else {
                 return;
             };
             if let Ok(signed) = card.sign(&f.identity) {

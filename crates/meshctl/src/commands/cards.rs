@@ -98,7 +98,10 @@ pub async fn search(ctx: &Ctx, args: &SearchArgs) -> anyhow::Result<()> {
         );
     }
     if ctx.json {
-        let items: Vec<serde_json::Value> = items.iter().map(CardEntry::to_json).collect();
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|e| output::to_serde(&e.to_json()))
+            .collect();
         return output::json_pretty(&json!({
             "items": items,
             "nextCursor": next_cursor,

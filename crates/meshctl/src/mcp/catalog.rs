@@ -303,7 +303,8 @@ pub fn build(entries: &[CardEntry], selection: &Selection) -> Catalog {
 fn skill_tool(name: String, entry: &CardEntry, skill: &Skill) -> SkillTool {
     let card: &AgentCard = entry.card.card();
     let agent = entry.card.agent_id();
-    let (schema, body) = input_schema(skill.input_schema.as_ref());
+    let schema = skill.input_schema.as_ref().map(crate::output::to_serde);
+    let (schema, body) = input_schema(schema.as_ref());
     let what = if skill.description.trim().is_empty() {
         skill.name.clone()
     } else {
