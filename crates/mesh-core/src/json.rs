@@ -77,9 +77,9 @@ pub enum JsonError {
         reason: &'static str,
     },
     /// An object repeats a member name.
-    #[error("duplicate member `{name}` at byte {offset}")]
+    #[error("duplicate member `{name}` in the object at byte {offset}")]
     DuplicateMember {
-        /// Byte offset of the second occurrence.
+        /// Byte offset of the object.
         offset: usize,
         /// The repeated name.
         name: String,
@@ -520,6 +520,7 @@ impl<'a> Parser<'a> {
     }
 
     fn object(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
         self.pos += 1; // '{'
         let mut members: Vec<(String, Value)> = Vec::new();
         self.skip_ws();
@@ -532,11 +533,7 @@ impl<'a> Parser<'a> {
             if self.peek() != Some(b'"') {
                 return Err(self.syntax("a member name (a string)"));
             }
-            let at = self.pos;
             let name = self.string()?;
-            if members.iter().any(|(k, _)| *k == name) {
-                return Err(JsonError::DuplicateMember { offset: at, name });
-            }
             self.skip_ws();
             self.eat(b':', "`:`")?;
             self.skip_ws();
@@ -547,6 +544,15 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
+                    // Sorted, so a large object costs n log n, not n².
+                    let mut names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+                    names.sort_unstable();
+                    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+                        return Err(JsonError::DuplicateMember {
+                            offset: start,
+                            name: pair[0].to_owned(),
+                        });
+                    }
                     return Ok(Value::Object(Object(members)));
                 }
                 _ => return Err(self.syntax("`,` or `}`")),
@@ -737,7 +743,7 @@ fn canonical_number(
     // `int.len()` is bounded by the input size, so this cannot overflow
     // before the range check below.
     let n = (int.len() as i64 - first as i64).saturating_add(exp);
-    let sci = n - 1;
+    let sci = n.saturating_sub(1);
     if sci.unsigned_abs() > u64::from(MAX_JSON_DECIMAL_EXPONENT) {
         return Err("is out of range (decimal exponent beyond ±307)");
     }
@@ -1197,6 +1203,25 @@ mod tests {
         assert_eq!(canon("9007199254740991"), "9007199254740991");
         assert_eq!(canon("-9007199254740991"), "-9007199254740991");
         assert_eq!(canon("0e99999999999999999999"), "0");
+        // Exponents far beyond i64 saturate instead of overflowing.
+        for n in [
+            "0.0001e-99999999999999999999999",
+            "1e99999999999999999999999",
+        ] {
+            assert!(matches!(parse(n), Err(JsonError::Number { .. })), "{n}");
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_objects_too() {
+        let members: Vec<String> = (0..20_000).map(|i| format!("\"k{i}\":{i}")).collect();
+        let text = format!("{{{}}}", members.join(","));
+        assert_eq!(parse(&text).unwrap().as_object().unwrap().len(), 20_000);
+        let text = format!("{{{},\"k7\":0}}", members.join(","));
+        assert!(matches!(
+            parse(&text),
+            Err(JsonError::DuplicateMember { offset: 0, name }) if name == "k7"
+        ));
     }
 
     #[test]
