@@ -544,13 +544,13 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    // Sorted, so a large object costs n log n, not n².
-                    let mut names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
-                    names.sort_unstable();
-                    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+                    // Sorted (as the canonical writer sorts, so no second
+                    // sort is compiled in): n log n even for large objects.
+                    let sorted = sorted_members(&members);
+                    if let Some(pair) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
                         return Err(JsonError::DuplicateMember {
                             offset: start,
-                            name: pair[0].to_owned(),
+                            name: pair[0].0.clone(),
                         });
                     }
                     return Ok(Value::Object(Object(members)));
@@ -841,11 +841,16 @@ fn write_canonical(out: &mut String, value: &Value) {
     }
 }
 
+/// The members in RFC 8785 order: by the UTF-16 code units of their names.
+fn sorted_members(members: &[(String, Value)]) -> Vec<&(String, Value)> {
+    let mut sorted: Vec<&(String, Value)> = members.iter().collect();
+    sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    sorted
+}
+
 fn write_canonical_object(out: &mut String, o: &Object) {
-    let mut members: Vec<&(String, Value)> = o.0.iter().collect();
-    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
     out.push('{');
-    for (i, (k, v)) in members.into_iter().enumerate() {
+    for (i, (k, v)) in sorted_members(&o.0).into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
