@@ -133,6 +133,17 @@ pub fn is_loopback_host(host: Option<&HeaderValue>) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A refusal sent before the request body was read: the body is left
+/// unread, so the connection cannot carry another request. Saying so
+/// (`Connection: close`) keeps a client from sending its next request on a
+/// connection the server is about to close (which a client sees as a reset).
+fn refuse(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Axum middleware: 403 unless the request is addressed to a loopback host,
 /// 401 unless it carries the token.
 pub async fn require_token(
@@ -141,11 +152,11 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     if !is_loopback_host(request.headers().get(header::HOST)) {
-        return error_response(
+        return refuse(error_response(
             StatusCode::FORBIDDEN,
             "denied",
             "requests must be addressed to a loopback host (localhost, 127.0.0.1, [::1])",
-        );
+        ));
     }
     if token.accepts(request.headers().get(header::AUTHORIZATION)) {
         return next.run(request).await;
@@ -160,7 +171,7 @@ pub async fn require_token(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"meshctl\""),
     );
-    response
+    refuse(response)
 }
 
 /// `{"error": {"code", "message"}}` with `status`.

@@ -129,6 +129,8 @@ class GatewayTests(MeshTestCase):
                     r = await bare.request(method, path, headers=headers, json={"peer": ECHO, "capability": "echo"})
                     self.assert_error(r, 401, "not_authenticated")
                     self.assertIn("Bearer", r.headers["www-authenticate"])
+                    # The body was not read, so the connection is not reused.
+                    self.assertEqual(r.headers["connection"], "close")
 
     async def test_bad_input_is_a_400(self) -> None:
         cases = [
