@@ -381,7 +381,10 @@ impl MessageSubs {
         }
     }
 
-    fn emit(&mut self, e: MessageEvent) {
+    /// Hands `e` to every subscriber (or keeps it for the first one);
+    /// `false` when no subscriber took it: every buffer was full, or there
+    /// are no subscribers any more.
+    fn emit(&mut self, e: MessageEvent) -> bool {
         if let Some(early) = self.early.as_mut() {
             if early.len() >= MESSAGE_BUFFER {
                 early.pop_front();
@@ -390,10 +393,14 @@ impl MessageSubs {
                 );
             }
             early.push_back(e);
-            return;
+            return true;
         }
+        let mut taken = false;
         self.subs.retain_mut(|tx| match tx.try_send(e.clone()) {
-            Ok(()) => true,
+            Ok(()) => {
+                taken = true;
+                true
+            }
             Err(err) if err.is_disconnected() => false,
             Err(_) => {
                 tracing::warn!(
@@ -402,6 +409,7 @@ impl MessageSubs {
                 true
             }
         });
+        taken
     }
 
     fn subscribe(&mut self) -> mpsc::Receiver<MessageEvent> {
@@ -436,8 +444,9 @@ impl Shared {
             .retain_mut(|tx| !matches!(tx.try_send(s.clone()), Err(e) if e.is_disconnected()));
     }
 
-    pub(crate) fn emit(&self, e: MessageEvent) {
-        lock(&self.message_subs).emit(e);
+    /// Emits a message event; `false` when no subscriber took it.
+    pub(crate) fn emit(&self, e: MessageEvent) -> bool {
+        lock(&self.message_subs).emit(e)
     }
 
     pub(crate) fn fresh_id(&self) -> u64 {

@@ -1102,20 +1102,29 @@ impl Driver {
                 // A chat sealed again (its session looked lost) comes in a
                 // new frame: show it once, but acknowledge it again — the
                 // sender evidently missed the receipt.
-                if self.seen_chats.insert((from, msg_id)) {
-                    self.seen_chats_order.push_back((from, msg_id));
-                    if self.seen_chats_order.len() > SEEN_CAPACITY {
-                        if let Some(old) = self.seen_chats_order.pop_front() {
-                            self.seen_chats.remove(&old);
-                        }
-                    }
-                    self.shared.emit(MessageEvent::Chat {
+                if !self.seen_chats.contains(&(from, msg_id)) {
+                    let shown = self.shared.emit(MessageEvent::Chat {
                         from,
                         msg_id,
                         sent_at_ms,
                         text,
                         allowed,
                     });
+                    if !shown {
+                        // Nobody is reading chats (or every reader is
+                        // thousands of events behind): no `delivered`
+                        // receipt, so the sender does not believe it
+                        // arrived, and a copy sent again is shown.
+                        tracing::warn!(%from, msg_id, "a chat no messages() subscriber took is not acknowledged");
+                        return;
+                    }
+                    self.seen_chats.insert((from, msg_id));
+                    self.seen_chats_order.push_back((from, msg_id));
+                    if self.seen_chats_order.len() > SEEN_CAPACITY {
+                        if let Some(old) = self.seen_chats_order.pop_front() {
+                            self.seen_chats.remove(&old);
+                        }
+                    }
                 }
                 if allowed {
                     self.reply(

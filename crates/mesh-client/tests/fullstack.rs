@@ -426,6 +426,32 @@ async fn chat_with_receipts_and_acl_for_unknown_senders() {
 }
 
 #[tokio::test]
+async fn a_chat_no_subscriber_takes_is_not_acknowledged() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut a_events = a.messages();
+    // B had a subscriber and dropped it: nobody reads B's chats now.
+    drop(b.messages());
+    let unread = a.send_message(b.agent_id(), "unread").unwrap();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(2),
+        receipt_for(&mut a_events, b.agent_id(), unread),
+    )
+    .await;
+    assert!(waited.is_err(), "B acknowledged a chat nobody took");
+    // Once someone reads, chats are shown and acknowledged again.
+    let mut b_events = b.messages();
+    let read = a.send_message(b.agent_id(), "read").unwrap();
+    assert_eq!(
+        chats_until(&mut b_events, a.agent_id(), "read").await,
+        Vec::<String>::new()
+    );
+    receipt_for(&mut a_events, b.agent_id(), read).await;
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn rate_limit_is_a_typed_error_and_the_session_survives() {
     let mut config = Config::for_tests();
     config.rate_frames_per_sec = 20;
