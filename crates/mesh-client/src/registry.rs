@@ -80,11 +80,21 @@ fn parse(body: &[u8]) -> Result<Value, ClientError> {
     Value::parse(body).map_err(|e| protocol(&e.to_string()))
 }
 
+/// How long one registry exchange (connect, request, whole answer) may take
+/// unless [`RegistryClient::with_timeout`] says otherwise.
+pub const REGISTRY_TIMEOUT_MS: u64 = 30_000;
+
+/// Largest registry answer read, in bytes: a full search page (100 cards
+/// of at most 64 KiB, with presence) fits with room to spare. A larger
+/// answer is refused, so a misbehaving registry cannot exhaust memory.
+pub const MAX_REGISTRY_ANSWER: usize = 8 * 1024 * 1024;
+
 /// Talks to one relay's registry.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     base: String,
     http: http::Http,
+    timeout_ms: u64,
 }
 
 /// Verifies one `{card, presence: {online, lastSeen}}` entry.
@@ -140,7 +150,16 @@ impl RegistryClient {
         Ok(RegistryClient {
             base: base_url.trim_end_matches('/').to_string(),
             http: http::Http::new()?,
+            timeout_ms: REGISTRY_TIMEOUT_MS,
         })
+    }
+
+    /// Sets how long one exchange may take (default
+    /// [`REGISTRY_TIMEOUT_MS`]); past it a call fails with
+    /// [`ClientError::Timeout`].
+    pub fn with_timeout(mut self, timeout_ms: u64) -> Self {
+        self.timeout_ms = timeout_ms.max(1);
+        self
     }
 
     /// The base URL.
@@ -159,15 +178,20 @@ impl RegistryClient {
         allow_404: bool,
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let url = format!("{}{}", self.base, path_and_query);
-        let (status, body) =
-            self.http
-                .send(method, &url, headers, body)
-                .await
-                .map_err(|message| ClientError::Registry {
-                    status: 0,
-                    code: "unreachable".into(),
-                    message,
-                })?;
+        let exchange = self.http.send(method, &url, headers, body);
+        let timer = crate::rt::sleep_ms(self.timeout_ms);
+        futures::pin_mut!(exchange, timer);
+        let answer = match futures::future::select(exchange, timer).await {
+            futures::future::Either::Left((answer, _)) => answer,
+            // Dropping the exchange abandons it (natively the connection is
+            // closed; in JS the fetch is aborted).
+            futures::future::Either::Right(_) => return Err(ClientError::Timeout(self.timeout_ms)),
+        };
+        let (status, body) = answer.map_err(|message| ClientError::Registry {
+            status: 0,
+            code: "unreachable".into(),
+            message,
+        })?;
         if (200..300).contains(&status) {
             return Ok(Some(body));
         }
@@ -313,7 +337,12 @@ fn encode_component(value: &str) -> String {
 /// One HTTP exchange: reqwest (hyper + rustls/ring) natively, the runtime's
 /// `fetch` in browsers, Node, Deno and Workers (no HTTP stack in the wasm).
 mod http {
+    use super::MAX_REGISTRY_ANSWER;
     use crate::error::ClientError;
+
+    fn too_large() -> String {
+        format!("the registry's answer is larger than {MAX_REGISTRY_ANSWER} bytes")
+    }
 
     #[cfg(not(target_arch = "wasm32"))]
     #[derive(Debug, Clone)]
@@ -346,10 +375,16 @@ mod http {
             if let Some(body) = body {
                 req = req.body(body);
             }
-            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let mut resp = req.send().await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
-            let body = resp.bytes().await.map_err(|e| e.to_string())?;
-            Ok((status, body.to_vec()))
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                if body.len() + chunk.len() > MAX_REGISTRY_ANSWER {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, body))
         }
     }
 
@@ -397,6 +432,12 @@ mod http {
             if let Some(body) = body {
                 set("body", &js_sys::Uint8Array::from(&body[..]));
             }
+            // Aborted when this future is dropped (the caller's timeout), so
+            // an abandoned fetch does not keep running.
+            let mut abort = Abort::new();
+            if let Some(signal) = abort.signal() {
+                set("signal", &signal);
+            }
             let promise = fetch.call2(&global, &url.into(), &init).map_err(describe)?;
             let resp = JsFuture::from(js_sys::Promise::resolve(&promise))
                 .await
@@ -413,8 +454,119 @@ mod http {
             let buf = JsFuture::from(js_sys::Promise::resolve(&buf))
                 .await
                 .map_err(describe)?;
-            let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-            Ok((status as u16, bytes))
+            let array = js_sys::Uint8Array::new(&buf);
+            if array.length() as usize > MAX_REGISTRY_ANSWER {
+                return Err(too_large());
+            }
+            abort.disarm();
+            Ok((status as u16, array.to_vec()))
+        }
+    }
+
+    /// An `AbortController` (where the runtime has one) that aborts when
+    /// dropped before [`Abort::disarm`].
+    #[cfg(target_arch = "wasm32")]
+    struct Abort(Option<wasm_bindgen::JsValue>);
+
+    #[cfg(target_arch = "wasm32")]
+    impl Abort {
+        fn new() -> Self {
+            let global = js_sys::global();
+            let controller = js_sys::Reflect::get(&global, &"AbortController".into())
+                .ok()
+                .and_then(|c| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(c).ok())
+                .and_then(|c| js_sys::Reflect::construct(&c, &js_sys::Array::new()).ok());
+            Abort(controller)
+        }
+
+        fn signal(&self) -> Option<wasm_bindgen::JsValue> {
+            let c = self.0.as_ref()?;
+            js_sys::Reflect::get(c, &"signal".into()).ok()
+        }
+
+        fn disarm(&mut self) {
+            self.0 = None;
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            let Some(c) = self.0.take() else { return };
+            if let Some(abort) = js_sys::Reflect::get(&c, &"abort".into())
+                .ok()
+                .and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok())
+            {
+                let _ = abort.call0(&c);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A one-connection HTTP server on loopback that reads the request and
+    /// then does `answer` with the socket.
+    async fn server<F, Fut>(answer: F) -> String
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            answer(sock).await;
+        });
+        url
+    }
+
+    fn someone() -> AgentId {
+        Identity::from_secret_bytes(&[9; 32]).agent_id()
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_never_answers_times_out() {
+        let url = server(|sock| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            drop(sock);
+        })
+        .await;
+        let registry = RegistryClient::new(&url).unwrap().with_timeout(300);
+        let started = std::time::Instant::now();
+        let err = registry.get(&someone()).await.unwrap_err();
+        assert!(matches!(err, ClientError::Timeout(300)), "{err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_limit_is_refused() {
+        let url = server(|mut sock| async move {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                MAX_REGISTRY_ANSWER + 1
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let block = vec![b' '; 64 * 1024];
+            for _ in 0..=(MAX_REGISTRY_ANSWER / block.len()) {
+                if sock.write_all(&block).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let registry = RegistryClient::new(&url).unwrap();
+        match registry.get(&someone()).await.unwrap_err() {
+            ClientError::Registry {
+                status: 0, message, ..
+            } => assert!(message.contains("larger than"), "{message}"),
+            other => panic!("{other:?}"),
         }
     }
 }
