@@ -43,7 +43,14 @@ pub struct ClientOptions {
     pub session: SessionConfig,
     /// How to open the socket (on wasm32: which `WebSocket` constructor).
     pub dialer: crate::transport::Dialer,
+    /// Most incoming requests served at once (handlers still running);
+    /// past it a request is answered `rate_limited` at once. Bounds what
+    /// peers can make this agent hold.
+    pub max_serving: usize,
 }
+
+/// The default [`ClientOptions::max_serving`].
+pub const MAX_SERVING: usize = 1024;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -57,6 +64,7 @@ impl Default for ClientOptions {
             acl: Policy::default(),
             session: SessionConfig::default(),
             dialer: crate::transport::Dialer::default(),
+            max_serving: MAX_SERVING,
         }
     }
 }

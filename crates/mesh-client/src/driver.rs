@@ -975,6 +975,20 @@ impl Driver {
                     );
                     return;
                 };
+                let max = self.shared.options.max_serving;
+                if self.serving.len() >= max {
+                    self.reply(
+                        from,
+                        AppMessage::Error {
+                            req_id,
+                            code: ErrorCode::RateLimited,
+                            message: format!(
+                                "this agent is serving {max} requests already; try again later"
+                            ),
+                        },
+                    );
+                    return;
+                }
                 let (trigger, cancel) = cancellation();
                 self.serving.insert((from, req_id), trigger);
                 let request = IncomingRequest {

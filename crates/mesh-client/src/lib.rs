@@ -35,7 +35,9 @@ pub use error::{ClientError, HandlerError};
 
 /// The client's own buffer bounds (see each constant).
 pub mod client_limits {
-    pub use crate::client::{MAX_UNREAD_CHUNKS, MESSAGE_BUFFER, STATE_BUFFER, STREAM_WINDOW};
+    pub use crate::client::{
+        MAX_SERVING, MAX_UNREAD_CHUNKS, MESSAGE_BUFFER, STATE_BUFFER, STREAM_WINDOW,
+    };
     pub use crate::transport::RECEIVE_BUFFER;
 }
 pub use mesh_core;

@@ -258,6 +258,54 @@ async fn a_dropped_request_future_cancels_too_and_timeouts_are_typed() {
 }
 
 #[tokio::test]
+async fn requests_past_max_serving_are_rate_limited_until_handlers_finish() {
+    let r = relay().await;
+    let a = agent(&r.ws_url(), 1, allow_all()).await;
+    let options = ClientOptions {
+        max_serving: 2,
+        ..options(allow_all())
+    };
+    let b = MeshClient::connect(&r.ws_url(), ident(2), options)
+        .await
+        .expect("connects");
+    let started = Arc::new(AtomicUsize::new(0));
+    // Permits, not a notification: a handler that has not started waiting
+    // yet still gets its release.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (s, rel) = (started.clone(), release.clone());
+    b.handle("slow", move |req| {
+        let (s, rel) = (s.clone(), rel.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            rel.acquire().await.expect("semaphore open").forget();
+            Ok(req.body)
+        }
+    });
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let a = a.clone();
+            let to = b.agent_id();
+            tokio::spawn(async move { a.request(to, "slow", format!("held {i}")).await })
+        })
+        .collect();
+    while started.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err = a.request(b.agent_id(), "slow", "third").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::RateLimited, "{err:?}");
+    release.add_permits(2);
+    for (i, h) in held.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap().unwrap(), Bytes::from(format!("held {i}")));
+    }
+    // The slots are free again.
+    let (a2, b2) = (a.clone(), b.agent_id());
+    let later = tokio::spawn(async move { a2.request(b2, "slow", "later").await });
+    release.add_permits(1);
+    assert_eq!(later.await.unwrap().unwrap(), Bytes::from("later"));
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn acl_default_deny_allow_and_unknown_capability() {
     let r = relay().await;
     let a = agent(&r.ws_url(), 1, allow_all()).await;
