@@ -58,9 +58,9 @@ use std::fmt;
 use crate::identity::{AgentId, Identity, Signature};
 use crate::json::{into_string, Fields, JsonError, Number, Object, ShapeError, Value};
 use crate::limits::{
-    MAX_CARD_DESCRIPTION_LEN, MAX_CARD_LEN, MAX_CARD_NAME_LEN, MAX_CARD_SKILLS, MAX_CARD_URL_LEN,
-    MAX_CARD_VERSION_LEN, MAX_JSON_SAFE_INTEGER, MAX_MEDIA_TYPE_LEN, MAX_SKILL_TAGS,
-    MAX_SKILL_TAG_LEN,
+    MAX_CARD_DEPTH, MAX_CARD_DESCRIPTION_LEN, MAX_CARD_LEN, MAX_CARD_NAME_LEN, MAX_CARD_SKILLS,
+    MAX_CARD_URL_LEN, MAX_CARD_VERSION_LEN, MAX_JSON_SAFE_INTEGER, MAX_MEDIA_TYPE_LEN,
+    MAX_SKILL_TAGS, MAX_SKILL_TAG_LEN,
 };
 use crate::sign::SignatureContext;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -415,6 +415,7 @@ impl AgentCard {
             });
         }
         let mut value = self.to_object();
+        check_depth(&value)?;
         let body = value.to_canonical();
         if body.len() > MAX_CARD_LEN {
             return Err(CardError::TooLarge {
@@ -695,6 +696,7 @@ impl SignedCard {
             None => return Err(CardError::MissingSignature),
         };
         let signature = decode_signature(&signature_text)?;
+        check_depth(&obj)?;
         // What is signed is the received object, not a re-serialization of
         // the typed card (which is read from a copy).
         let body = obj.to_canonical();
@@ -806,7 +808,7 @@ impl AgentCard {
             description: f.string("description")?,
             version: f.string("version")?,
             provider: f
-                .optional("provider")
+                .optional("provider")?
                 .map(|v| Provider::from_value(v, "provider"))
                 .transpose()?,
             icon_url: f.opt_string("iconUrl")?,
@@ -895,7 +897,7 @@ impl Skill {
             examples: f.opt_array("examples", into_string)?,
             input_modes: f.opt_array("inputModes", into_string)?,
             output_modes: f.opt_array("outputModes", into_string)?,
-            input_schema: f.optional("inputSchema"),
+            input_schema: f.optional("inputSchema")?,
         };
         f.finish()?;
         Ok(skill)
@@ -981,6 +983,20 @@ impl MeshBinding {
         f.finish()?;
         Ok(m)
     }
+}
+
+/// Refuses a card nested deeper than [`MAX_CARD_DEPTH`] (its input
+/// schemas are the only part that can nest): well below the JSON reader's
+/// own limit, so a card still reads inside any registry answer.
+fn check_depth(card: &Object) -> Result<(), CardError> {
+    let depth = card.iter().map(|(_, v)| v.depth()).max().unwrap_or(0) + 1;
+    if depth > MAX_CARD_DEPTH {
+        return Err(CardError::invalid(
+            "skills",
+            format!("the card nests {depth} levels deep; at most {MAX_CARD_DEPTH} are allowed"),
+        ));
+    }
+    Ok(())
 }
 
 fn decode_signature(text: &str) -> Result<Signature, CardError> {
@@ -1362,7 +1378,7 @@ mod tests {
                 .insert("bogus".into(), json!(true));
             let err = SignedCard::from_json(&sign_raw(&id, m)).unwrap_err();
             match err {
-                CardError::Json(msg) => assert!(msg.contains("unknown field `bogus`"), "{msg}"),
+                CardError::Json(msg) => assert!(msg.contains("unknown field \"bogus\""), "{msg}"),
                 other => panic!("{ptr}: {other:?}"),
             }
         }
@@ -1370,6 +1386,67 @@ mod tests {
         let mut m = body.clone();
         m["skills"][0]["inputSchema"]["x-extension"] = json!({"any": [1, 2.5]});
         assert!(SignedCard::from_json(&sign_raw(&id, m)).is_ok());
+    }
+
+    /// One form per typed card: an optional member is left out, and a
+    /// signed `null` in its place is refused rather than read as absent.
+    #[test]
+    fn null_members_are_refused_even_when_signed() {
+        let id = identity(15);
+        let body = body_of(&full_card(&id));
+        for ptr in [
+            "/iconUrl",
+            "/capabilities/streaming",
+            "/skills/0/examples",
+            "/skills/1/inputSchema",
+        ] {
+            let mut m = body.clone();
+            let (parent, name) = ptr.rsplit_once('/').unwrap();
+            m.pointer_mut(parent)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert(name.into(), Value::Null);
+            match SignedCard::from_json(&sign_raw(&id, m)).unwrap_err() {
+                CardError::Json(msg) => assert!(msg.contains("must not be null"), "{ptr}: {msg}"),
+                other => panic!("{ptr}: {other:?}"),
+            }
+        }
+    }
+
+    /// A card at most `MAX_CARD_DEPTH` deep signs, verifies, and still
+    /// reads inside a registry answer; one level more is refused both ways.
+    #[test]
+    fn nesting_is_bounded_below_the_reader_limit() {
+        let id = identity(16);
+        // Card (1) → skills (2) → skill (3) → schema (4) → … nested objects.
+        let schema = |levels: usize| {
+            let text = "{\"a\":".repeat(levels) + "1" + &"}".repeat(levels);
+            crate::json::Value::parse(text.as_bytes()).unwrap()
+        };
+        let card = |levels| {
+            AgentCard::builder(id.agent_id(), RELAY, "deep")
+                .skill(Skill::new("s", "s", "").with_input_schema(schema(levels)))
+                .build()
+        };
+        let deepest = card(MAX_CARD_DEPTH - 3).sign(&id).unwrap();
+        let answer = format!(
+            r#"{{"items":[{{"card":{},"presence":{{"online":true}}}}]}}"#,
+            String::from_utf8(deepest.to_json()).unwrap()
+        );
+        assert!(crate::json::Value::parse(answer.as_bytes()).is_ok());
+        let err = card(MAX_CARD_DEPTH - 2).sign(&id).unwrap_err();
+        assert!(
+            matches!(&err, CardError::Invalid { reason, .. } if reason.contains("levels deep")),
+            "{err:?}"
+        );
+        let mut too_deep = body_of(&card(MAX_CARD_DEPTH - 3));
+        too_deep["skills"][0]["inputSchema"] =
+            json!({"b": serde_json::to_value(&too_deep["skills"][0]["inputSchema"]).unwrap()});
+        assert!(matches!(
+            SignedCard::from_json(&sign_raw(&id, too_deep)).unwrap_err(),
+            CardError::Invalid { .. }
+        ));
     }
 
     #[test]
@@ -1380,7 +1457,7 @@ mod tests {
         let dup = text.replacen("{", "{\"name\":\"evil\",", 1);
         let err = SignedCard::from_json(dup.as_bytes()).unwrap_err();
         assert!(
-            matches!(&err, CardError::Json(m) if m.contains("duplicate member `name`")),
+            matches!(&err, CardError::Json(m) if m.contains("duplicate member \"name\"")),
             "{err:?}"
         );
     }

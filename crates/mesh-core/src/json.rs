@@ -16,14 +16,20 @@
 //!
 //! - an object may not repeat a member name;
 //! - strings may not contain lone surrogates (`"\ud800"`);
-//! - a number whose value is an integer below 10^21 (which ECMAScript, and
-//!   so the canonical form, prints without exponent) must be within
-//!   ±(2^53 − 1) ([`MAX_JSON_SAFE_INTEGER`]), however it is written;
-//! - any other number not written as a plain integer must have at most [`MAX_JSON_SIGNIFICANT_DIGITS`]
+//! - a number written as a plain integer (no fraction, no exponent) must be
+//!   within ±(2^53 − 1) ([`MAX_JSON_SAFE_INTEGER`]);
+//! - any other number must have at most [`MAX_JSON_SIGNIFICANT_DIGITS`]
 //!   significant digits and a decimal exponent within
 //!   ±[`MAX_JSON_DECIMAL_EXPONENT`] (so it is a normal, finite IEEE double
-//!   whose shortest form is its own digits);
+//!   whose shortest form is its own digits), and if its value is an integer
+//!   below 10^21 (which the canonical form prints as a plain integer), it
+//!   must be within ±(2^53 − 1) too, or its canonical text would not read
+//!   back;
 //! - nesting is at most [`MAX_JSON_DEPTH`] arrays and objects deep.
+//!
+//! [`Fields`], the typed reader, also refuses `null` for a member it reads:
+//! an optional member is left out, never `null`, so a signed document has
+//! one form for each typed value.
 //!
 //! # Numbers
 //!
@@ -77,7 +83,7 @@ pub enum JsonError {
         reason: &'static str,
     },
     /// An object repeats a member name.
-    #[error("duplicate member `{name}` in the object at byte {offset}")]
+    #[error("duplicate member {} in the object at byte {offset}", shown(name))]
     DuplicateMember {
         /// Byte offset of the object.
         offset: usize,
@@ -166,6 +172,9 @@ impl Object {
     }
 
     /// Sets member `name`, replacing (in place) a member of that name.
+    /// Linear in the number of members (as are `get`, `remove` and `==`):
+    /// meant for building and reading the small objects of the protocol.
+    /// Objects read from the network never go through it.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) {
         let name = name.into();
         let value = value.into();
@@ -326,6 +335,16 @@ impl Value {
     /// Whether this is an object.
     pub fn is_object(&self) -> bool {
         matches!(self, Value::Object(_))
+    }
+
+    /// How deeply arrays and objects nest in this value (a scalar is 0,
+    /// `[]` and `{}` are 1).
+    pub fn depth(&self) -> usize {
+        match self {
+            Value::Array(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
+            Value::Object(o) => 1 + o.iter().map(|(_, v)| v.depth()).max().unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The name of this value's JSON type, for error messages.
@@ -956,6 +975,17 @@ impl ShapeError {
     }
 }
 
+/// A member name from a document, for an error message: quoted and
+/// escaped (it may hold control characters) and cut to 64 characters.
+fn shown(name: &str) -> String {
+    const MAX: usize = 64;
+    let mut out: String = name.chars().take(MAX).collect();
+    if out.len() < name.len() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
 fn join(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_owned()
@@ -990,17 +1020,22 @@ impl Fields {
         join(&self.path, name)
     }
 
-    /// Takes member `name` if present (`null` counts as absent).
-    pub fn optional(&mut self, name: &str) -> Option<Value> {
+    /// Takes member `name` if present. `null` is refused rather than read
+    /// as absent: a document has one way to leave a member out, so a signed
+    /// document has one form for each typed value.
+    pub fn optional(&mut self, name: &str) -> Result<Option<Value>, ShapeError> {
         match self.members.remove(name) {
-            Some(Value::Null) | None => None,
-            Some(v) => Some(v),
+            Some(Value::Null) => Err(ShapeError::new(
+                self.path_of(name),
+                "must not be null (leave the member out instead)",
+            )),
+            other => Ok(other),
         }
     }
 
     /// Takes member `name`, which must be present.
     pub fn required(&mut self, name: &str) -> Result<Value, ShapeError> {
-        self.optional(name)
+        self.optional(name)?
             .ok_or_else(|| ShapeError::new(self.path_of(name), "missing"))
     }
 
@@ -1013,14 +1048,14 @@ impl Fields {
     /// Takes string member `name` if present.
     pub fn opt_string(&mut self, name: &str) -> Result<Option<String>, ShapeError> {
         let path = self.path_of(name);
-        self.optional(name)
+        self.optional(name)?
             .map(|v| into_string(v, &path))
             .transpose()
     }
 
     /// Takes boolean member `name`; `false` when absent.
     pub fn flag(&mut self, name: &str) -> Result<bool, ShapeError> {
-        match self.optional(name) {
+        match self.optional(name)? {
             None => Ok(false),
             Some(Value::Bool(b)) => Ok(b),
             Some(other) => Err(expected(&self.path_of(name), "a boolean", &other)),
@@ -1056,7 +1091,7 @@ impl Fields {
         read: impl FnMut(Value, &str) -> Result<T, ShapeError>,
     ) -> Result<Option<Vec<T>>, ShapeError> {
         let path = self.path_of(name);
-        self.optional(name)
+        self.optional(name)?
             .map(|v| into_array(v, &path, read))
             .transpose()
     }
@@ -1067,7 +1102,7 @@ impl Fields {
             None => Ok(()),
             Some((name, _)) => Err(ShapeError::new(
                 self.path,
-                format!("unknown field `{name}`"),
+                format!("unknown field {}", shown(name)),
             )),
         }
     }
@@ -1301,7 +1336,11 @@ mod tests {
         assert_eq!(f.u64("n").unwrap(), 5);
         assert!(f.flag("f").unwrap());
         assert!(!f.flag("absent").unwrap());
-        assert_eq!(f.opt_string("z").unwrap(), None);
+        assert_eq!(f.opt_string("absent").unwrap(), None);
+        assert_eq!(
+            f.opt_string("z").unwrap_err().to_string(),
+            "doc.z: must not be null (leave the member out instead)"
+        );
         assert_eq!(
             f.array("a", into_string).unwrap(),
             vec!["p".to_owned(), "q".to_owned()]
@@ -1312,7 +1351,7 @@ mod tests {
         );
         assert_eq!(
             f.finish().unwrap_err().to_string(),
-            "doc: unknown field `extra`"
+            "doc: unknown field \"extra\""
         );
         let mut f = Fields::new(parse(r#"{"a":[1]}"#).unwrap(), "").unwrap();
         assert_eq!(

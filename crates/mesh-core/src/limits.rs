@@ -115,6 +115,11 @@ pub const HEARTBEAT_MISSES: u32 = 3;
 /// Largest serialized Agent Card, in bytes.
 pub const MAX_CARD_LEN: usize = 64 * 1024;
 
+/// Deepest nesting of arrays and objects in an Agent Card (the card object
+/// is 1; its input schemas are what can nest). Well below
+/// [`MAX_JSON_DEPTH`], so a card still reads inside a registry answer.
+pub const MAX_CARD_DEPTH: usize = 64;
+
 /// How far a signed registry request's timestamp may be from the server's
 /// clock (milliseconds).
 pub const REGISTRY_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;

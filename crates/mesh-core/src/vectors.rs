@@ -527,6 +527,7 @@ fn limit_values() -> Vec<(&'static str, u64)> {
             MAX_JSON_DECIMAL_EXPONENT as u64,
         ),
         ("MAX_JSON_DEPTH", MAX_JSON_DEPTH as u64),
+        ("MAX_CARD_DEPTH", MAX_CARD_DEPTH as u64),
         (
             "MAX_REVOCATION_REASON_LEN",
             MAX_REVOCATION_REASON_LEN as u64,
