@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -197,6 +198,30 @@ impl IntoResponse for Refused {
     }
 }
 
+/// A body that could not be read (over [`MAX_HTTP_BODY`], or cut off) as
+/// the gateway's typed JSON error rather than axum's plain text.
+fn body_refused(rejection: BytesRejection) -> Response {
+    let status = rejection.status();
+    let response = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        error_response(
+            status,
+            ErrorCode::PayloadTooLarge.name(),
+            &format!("the request body is larger than {MAX_HTTP_BODY} bytes"),
+        )
+    } else {
+        error_response(
+            status,
+            ErrorCode::BadRequest.name(),
+            &format!(
+                "the request body could not be read: {}",
+                rejection.body_text()
+            ),
+        )
+    };
+    // The rest of the body is left unread.
+    local_http::refuse(response)
+}
+
 /// Reads and checks a posted request.
 fn parse_request(gateway: &Gateway, posted: &[u8]) -> Result<MeshRequest, Refused> {
     let parsed: RequestJson = serde_json::from_slice(posted).map_err(|e| {
@@ -238,7 +263,14 @@ fn content_type(body: &[u8]) -> &'static str {
     }
 }
 
-async fn request(State(gateway): State<Arc<Gateway>>, posted: Bytes) -> Response {
+async fn request(
+    State(gateway): State<Arc<Gateway>>,
+    posted: Result<Bytes, BytesRejection>,
+) -> Response {
+    let posted = match posted {
+        Ok(posted) => posted,
+        Err(rejection) => return body_refused(rejection),
+    };
     let req = match parse_request(&gateway, &posted) {
         Ok(req) => req,
         Err(refused) => return refused.into_response(),
@@ -273,7 +305,14 @@ fn error_event(e: &ClientError) -> Event {
         .data(json!({"error": {"code": e.code().name(), "message": e.to_string()}}).to_string())
 }
 
-async fn stream(State(gateway): State<Arc<Gateway>>, posted: Bytes) -> Response {
+async fn stream(
+    State(gateway): State<Arc<Gateway>>,
+    posted: Result<Bytes, BytesRejection>,
+) -> Response {
+    let posted = match posted {
+        Ok(posted) => posted,
+        Err(rejection) => return body_refused(rejection),
+    };
     let req = match parse_request(&gateway, &posted) {
         Ok(req) => req,
         Err(refused) => return refused.into_response(),

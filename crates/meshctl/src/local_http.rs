@@ -137,7 +137,7 @@ pub fn is_loopback_host(host: Option<&HeaderValue>) -> bool {
 /// unread, so the connection cannot carry another request. Saying so
 /// (`Connection: close`) keeps a client from sending its next request on a
 /// connection the server is about to close (which a client sees as a reset).
-fn refuse(mut response: Response) -> Response {
+pub fn refuse(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -5,6 +5,7 @@ token, bad input, and each mesh error as its HTTP status.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from typing import Any
@@ -154,6 +155,39 @@ class GatewayTests(MeshTestCase):
         # Still serving.
         r = await self.http.post("/v1/request", json={"peer": ECHO, "capability": "echo", "body": "ok"})
         self.assertEqual(r.text, "ok")
+
+    async def test_a_body_over_the_limit_is_a_typed_413(self) -> None:
+        # Over a raw socket: the gateway answers before reading the whole
+        # body, which an HTTP client still uploading may see as a reset.
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        size = 8 * 1024 * 1024 + 1
+        reader, writer = await asyncio.open_connection(host, int(port))
+        head = (
+            f"POST /v1/request HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {self.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n\r\n"
+        )
+        writer.write(head.encode())
+
+        async def upload() -> None:
+            try:
+                for _ in range(size // 65536 + 1):
+                    writer.write(b" " * 65536)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass  # refused before the end: expected
+
+        sending = asyncio.create_task(upload())
+        answer = await asyncio.wait_for(reader.read(), STEP_TIMEOUT)
+        sending.cancel()
+        writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        self.assertEqual(status_line.split()[1], b"413", answer[:300])
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        self.assertIn(b"connection: close", headers.lower())
+        self.assertIn(b"application/json", headers.lower())
+        error = json.loads(body)["error"]
+        self.assertEqual(error["code"], "payload_too_large", error)
 
     async def test_mesh_errors_keep_their_codes(self) -> None:
         _, friend = self.mesh.new_identity("friend")
