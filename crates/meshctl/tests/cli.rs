@@ -316,6 +316,22 @@ async fn publish_search_and_unpublish() {
         )
         .await;
     assert!(err.contains("nmae"), "{err}");
+    // So is a number the card verifier would refuse, before anything is sent.
+    std::fs::write(
+        &card,
+        "name = \"x\"\n[[skills]]\nid = \"s\"\ninputSchema = { type = \"number\", maximum = 0.30000000000000004 }\n",
+    )
+    .expect("written");
+    let err = mesh
+        .fails(
+            "bob",
+            &["publish", "--card", card.to_str().expect("utf-8 path")],
+        )
+        .await;
+    assert!(
+        err.contains("inputSchema") && err.contains("15 significant digits"),
+        "{err}"
+    );
 
     mesh.ok("alice", &["unpublish"]).await;
     let after: Value = serde_json::from_str(
@@ -549,6 +565,54 @@ async fn serve_forward_posts_to_a_local_http_service() {
     assert!(denied.contains("denied"), "{denied}");
     let logged = server.stderr_until("boom").await;
     assert!(logged.contains("HTTP 500"), "{logged}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_publishes_the_capabilities_a_card_can_list_and_serves_all() {
+    let mesh = Mesh::start().await;
+    let alice = mesh.keygen("alice").await;
+    let bob = mesh.keygen("bob").await;
+    let url = format!("http://{}/mesh", http_backend().await);
+    // A valid capability name, but too long for a skill id (64).
+    let long = "l".repeat(70);
+    let mut server = mesh.spawn(
+        "bob",
+        &[
+            "serve",
+            "--forward",
+            &url,
+            "--capability",
+            "short",
+            "--capability",
+            &long,
+            "--allow",
+            &alice,
+            "--publish-card",
+        ],
+    );
+    let warning = server.stderr_until("not a valid skill id").await;
+    assert!(warning.contains(&long), "{warning}");
+    server.stderr_until("published our card").await;
+    let found: Value = serde_json::from_str(
+        &mesh
+            .ok("alice", &["search", "--capability", "short", "--json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(
+        found["items"][0]["card"]["mesh"]["agentId"],
+        bob.as_str(),
+        "{found}"
+    );
+    assert_eq!(
+        found["items"][0]["card"]["skills"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    let answer: Value =
+        serde_json::from_str(&mesh.ok("alice", &["request", &bob, &long, "{}"]).await)
+            .expect("the backend's JSON");
+    assert_eq!(answer["received"]["capability"], long.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,7 @@ use mesh_client::{acl_file, ConnectionState, HandlerError, IncomingRequest, Mesh
 use mesh_core::acl::{validate_capability, CapabilityPattern, Policy, Rule, Source};
 use mesh_core::card::{AgentCard, Skill};
 use mesh_core::limits::MAX_APP_BODY;
+use mesh_core::limits::MAX_SKILL_TAG_LEN;
 use mesh_core::AgentId;
 use serde_json::{json, Value};
 
@@ -294,13 +295,18 @@ async fn publish_card(
         .description(description)
         .streaming(args.echo);
     for cap in capabilities {
-        let fits = cap
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        // Capability names may hold ':' and '/' and run to 128 bytes; skill
+        // ids may not. Such a capability is still served, just not listed.
+        let fits = cap.len() <= MAX_SKILL_TAG_LEN
+            && cap
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if fits {
             builder = builder.skill(Skill::new(cap.clone(), cap.clone(), ""));
         } else {
-            eprintln!("warning: {cap} is not a valid skill id (':' and '/' are not allowed); left off the card");
+            eprintln!(
+                "warning: {cap} is not a valid skill id (at most {MAX_SKILL_TAG_LEN} of A-Z a-z 0-9 . _ -); served, but left off the card"
+            );
         }
     }
     sign_and_publish(ctx, client.identity(), builder).await
