@@ -70,7 +70,8 @@ pub struct GlobalArgs {
         help_heading = "Global options",
         env = "MESH_TIMEOUT_MS",
         value_name = "MS",
-        default_value_t = 30_000
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub timeout: u64,
 }

@@ -222,6 +222,19 @@ fn body_refused(rejection: BytesRejection) -> Response {
     local_http::refuse(response)
 }
 
+/// The timeout of one request: the posted `timeout_ms` (1 to
+/// [`MAX_TIMEOUT_MS`]), else the gateway's own (`--timeout`, whatever the
+/// operator chose).
+fn choose_timeout(posted: Option<u64>, default_ms: u64) -> Result<u64, Refused> {
+    match posted {
+        None => Ok(default_ms),
+        Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Ok(ms),
+        Some(_) => Err(Refused(format!(
+            "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
+        ))),
+    }
+}
+
 /// Reads and checks a posted request.
 fn parse_request(gateway: &Gateway, posted: &[u8]) -> Result<MeshRequest, Refused> {
     let parsed: RequestJson = serde_json::from_slice(posted).map_err(|e| {
@@ -237,12 +250,7 @@ fn parse_request(gateway: &Gateway, posted: &[u8]) -> Result<MeshRequest, Refuse
     })?;
     mesh_core::acl::validate_capability(&parsed.capability)
         .map_err(|e| Refused(format!("invalid capability {:?}: {e}", parsed.capability)))?;
-    let timeout_ms = parsed.timeout_ms.unwrap_or(gateway.timeout_ms);
-    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
-        return Err(Refused(format!(
-            "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
-        )));
-    }
+    let timeout_ms = choose_timeout(parsed.timeout_ms, gateway.timeout_ms)?;
     Ok(MeshRequest {
         peer,
         capability: parsed.capability,
@@ -450,6 +458,14 @@ mod tests {
             status_for(ErrorCode::HandlerFailed),
             StatusCode::BAD_GATEWAY
         );
+    }
+
+    #[test]
+    fn a_posted_timeout_is_bounded_and_the_default_is_the_operators() {
+        assert_eq!(choose_timeout(None, 900_000).ok(), Some(900_000));
+        assert_eq!(choose_timeout(Some(5), 900_000).ok(), Some(5));
+        assert!(choose_timeout(Some(0), 30_000).is_err());
+        assert!(choose_timeout(Some(MAX_TIMEOUT_MS + 1), 30_000).is_err());
     }
 
     #[test]
