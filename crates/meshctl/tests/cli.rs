@@ -433,6 +433,9 @@ async fn send_and_listen_round_trip() {
     assert_eq!(got["from"], alice.as_str());
     assert_eq!(got["text"], "hi bob");
     assert_eq!(got["allowed"], true);
+    // 63-bit ids travel as strings, exact in every JSON reader.
+    let id = got["msgId"].as_str().expect("msgId is a string");
+    assert!(id.parse::<u64>().is_ok(), "{id}");
 
     let sent: Value =
         serde_json::from_str(&mesh.ok("alice", &["send", "--json", &bob, "again"]).await)

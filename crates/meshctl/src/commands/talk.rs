@@ -239,7 +239,9 @@ fn print_event(ctx: &Ctx, args: &ListenArgs, event: &MessageEvent) -> anyhow::Re
                 return output::json_line(&json!({
                     "type": "message",
                     "from": from.to_did(),
-                    "msgId": msg_id,
+                    // A string, as in the npm package: ids use 63 bits, more than
+                    // a JSON number holds exactly in JavaScript.
+                    "msgId": msg_id.to_string(),
                     "sentAt": sent_at_ms,
                     "text": text,
                     "allowed": allowed,
@@ -264,7 +266,7 @@ fn print_event(ctx: &Ctx, args: &ListenArgs, event: &MessageEvent) -> anyhow::Re
                 return output::json_line(&json!({
                     "type": "receipt",
                     "from": from.to_did(),
-                    "msgId": msg_id,
+                    "msgId": msg_id.to_string(),
                     "kind": kind,
                 }));
             }
