@@ -286,9 +286,12 @@ pub fn build(entries: &[CardEntry], selection: &Selection) -> Catalog {
         .zip(owners)
         .map(|(name, (entry, skill))| skill_tool(name, entry, skill))
         .collect();
-    tools.sort_by(|a, b| a.tool.name.cmp(&b.tool.name));
+    // Past the cap, the tools of offline agents go first: a tool that can
+    // be called now is worth more than one that cannot.
+    tools.sort_by(|a, b| (!a.online, &a.tool.name).cmp(&(!b.online, &b.tool.name)));
     let dropped = tools.len().saturating_sub(MAX_TOOLS);
     tools.truncate(MAX_TOOLS);
+    tools.sort_by(|a, b| a.tool.name.cmp(&b.tool.name));
     let agents = entries
         .iter()
         .map(|e| (e.card.agent_id(), e.card.card().name.clone(), e.online))
@@ -383,6 +386,41 @@ mod tests {
         assert_eq!(parse_contacts(&text).unwrap(), vec![a, b]);
         let err = parse_contacts("did:key:nope\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    /// A verified entry for agent `n` with `skills` skills.
+    fn entry(n: u8, skills: usize, online: bool) -> CardEntry {
+        let id = mesh_core::Identity::from_secret_bytes(&[n; 32]);
+        let mut card = AgentCard::builder(id.agent_id(), "ws://127.0.0.1:1/v1/ws", "agent");
+        for i in 0..skills {
+            card = card.skill(Skill::new(format!("s{i}"), "s", ""));
+        }
+        CardEntry {
+            card: card.sign(&id).unwrap(),
+            online,
+            last_seen_ms: None,
+        }
+    }
+
+    #[test]
+    fn past_the_cap_the_tools_of_offline_agents_are_left_out_first() {
+        let mut entries: Vec<CardEntry> = (1..=9).map(|n| entry(n, 64, false)).collect();
+        entries.push(entry(10, 3, true));
+        let me = mesh_core::Identity::from_secret_bytes(&[99; 32]).agent_id();
+        let selection = Selection {
+            capabilities: Vec::new(),
+            agents: Vec::new(),
+            contacts: None,
+            me,
+        };
+        let catalog = build(&entries, &selection);
+        assert_eq!(catalog.tools.len(), MAX_TOOLS);
+        assert_eq!(catalog.dropped, 9 * 64 + 3 - MAX_TOOLS);
+        assert_eq!(catalog.tools.iter().filter(|t| t.online).count(), 3);
+        assert!(catalog
+            .tools
+            .windows(2)
+            .all(|w| w[0].tool.name < w[1].tool.name));
     }
 
     #[test]
