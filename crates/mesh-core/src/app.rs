@@ -49,6 +49,17 @@ pub enum ReceiptKind {
     Read = 2,
 }
 
+impl ReceiptKind {
+    /// The kind's name where it is shown or sent as JSON: `delivered` or
+    /// `read`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReceiptKind::Delivered => "delivered",
+            ReceiptKind::Read => "read",
+        }
+    }
+}
+
 /// One end-to-end application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppMessage {

@@ -208,7 +208,7 @@ impl Object {
     /// The canonical (RFC 8785) text of the object.
     pub fn to_canonical(&self) -> Vec<u8> {
         let mut out = String::new();
-        write_canonical_object(&mut out, self);
+        write_flat_object(&mut out, self, true);
         out.into_bytes()
     }
 }
@@ -276,7 +276,7 @@ impl Value {
     /// numbers.
     pub fn to_canonical(&self) -> Vec<u8> {
         let mut out = String::new();
-        write_canonical(&mut out, self);
+        write_flat(&mut out, self, true);
         out.into_bytes()
     }
 
@@ -365,7 +365,7 @@ impl Value {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = String::new();
-        write_compact(&mut out, self);
+        write_flat(&mut out, self, false);
         f.write_str(&out)
     }
 }
@@ -843,7 +843,9 @@ fn write_scalar(out: &mut String, value: &Value) {
     }
 }
 
-fn write_canonical(out: &mut String, value: &Value) {
+/// Writes `value` without whitespace: members in RFC 8785 order when
+/// `canonical`, else in their own order.
+fn write_flat(out: &mut String, value: &Value, canonical: bool) {
     match value {
         Value::Array(items) => {
             out.push('[');
@@ -851,11 +853,11 @@ fn write_canonical(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(out, item);
+                write_flat(out, item, canonical);
             }
             out.push(']');
         }
-        Value::Object(o) => write_canonical_object(out, o),
+        Value::Object(o) => write_flat_object(out, o, canonical),
         scalar => write_scalar(out, scalar),
     }
 }
@@ -867,45 +869,22 @@ fn sorted_members(members: &[(String, Value)]) -> Vec<&(String, Value)> {
     sorted
 }
 
-fn write_canonical_object(out: &mut String, o: &Object) {
+fn write_flat_object(out: &mut String, o: &Object, canonical: bool) {
+    let members = if canonical {
+        sorted_members(&o.0)
+    } else {
+        o.0.iter().collect()
+    };
     out.push('{');
-    for (i, (k, v)) in sorted_members(&o.0).into_iter().enumerate() {
+    for (i, (k, v)) in members.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         write_string(out, k);
         out.push(':');
-        write_canonical(out, v);
+        write_flat(out, v, canonical);
     }
     out.push('}');
-}
-
-fn write_compact(out: &mut String, value: &Value) {
-    match value {
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_compact(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(o) => {
-            out.push('{');
-            for (i, (k, v)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, k);
-                out.push(':');
-                write_compact(out, v);
-            }
-            out.push('}');
-        }
-        scalar => write_scalar(out, scalar),
-    }
 }
 
 fn write_pretty(out: &mut String, value: &Value, indent: usize) {

@@ -13,7 +13,6 @@ use mesh_client::{
     ResponseStream,
 };
 use mesh_core::acl::Policy;
-use mesh_core::app::ReceiptKind;
 use mesh_core::card::{AgentCard, Skill};
 use mesh_core::json::{into_array, ShapeError, Value};
 use mesh_core::ErrorCode;
@@ -174,11 +173,7 @@ fn message_js(event: &MessageEvent) -> JsValue {
             set(&out, "type", "receipt");
             set(&out, "from", from.to_did());
             set(&out, "msgId", msg_id.to_string());
-            let kind = match kind {
-                ReceiptKind::Delivered => "delivered",
-                ReceiptKind::Read => "read",
-            };
-            set(&out, "kind", kind);
+            set(&out, "kind", kind.name());
         }
         MessageEvent::Queued { peer, msg_id } => {
             set(&out, "type", "queued");

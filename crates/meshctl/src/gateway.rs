@@ -235,6 +235,15 @@ fn choose_timeout(posted: Option<u64>, default_ms: u64) -> Result<u64, Refused> 
     }
 }
 
+/// The posted request, or the error response that refuses it.
+fn read_request(
+    gateway: &Gateway,
+    posted: Result<Bytes, BytesRejection>,
+) -> Result<MeshRequest, Box<Response>> {
+    let posted = posted.map_err(|r| Box::new(body_refused(r)))?;
+    parse_request(gateway, &posted).map_err(|r| Box::new(r.into_response()))
+}
+
 /// Reads and checks a posted request.
 fn parse_request(gateway: &Gateway, posted: &[u8]) -> Result<MeshRequest, Refused> {
     let parsed: RequestJson = serde_json::from_slice(posted).map_err(|e| {
@@ -275,13 +284,9 @@ async fn request(
     State(gateway): State<Arc<Gateway>>,
     posted: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match posted {
-        Ok(posted) => posted,
-        Err(rejection) => return body_refused(rejection),
-    };
-    let req = match parse_request(&gateway, &posted) {
+    let req = match read_request(&gateway, posted) {
         Ok(req) => req,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
     let answer = gateway
         .client
@@ -317,13 +322,9 @@ async fn stream(
     State(gateway): State<Arc<Gateway>>,
     posted: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match posted {
-        Ok(posted) => posted,
-        Err(rejection) => return body_refused(rejection),
-    };
-    let req = match parse_request(&gateway, &posted) {
+    let req = match read_request(&gateway, posted) {
         Ok(req) => req,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return *refused,
     };
     let mut chunks = match gateway.client.request_stream_with_timeout(
         req.peer,

@@ -146,11 +146,14 @@ async fn send_and_wait(
                 MessageEvent::Receipt {
                     from, msg_id, kind, ..
                 } if msg_id == id && from == peer => {
-                    let (status, word) = match kind {
-                        ReceiptKind::Delivered => ("delivered", "delivered to"),
-                        ReceiptKind::Read => ("read", "read by"),
+                    let by = match kind {
+                        ReceiptKind::Delivered => "to",
+                        ReceiptKind::Read => "by",
                     };
-                    return Ok((status, format!("{word} {}", peer.short())));
+                    return Ok((
+                        kind.name(),
+                        format!("{} {by} {}", kind.name(), peer.short()),
+                    ));
                 }
                 MessageEvent::Queued { msg_id, .. } if msg_id == id => {
                     return Ok((
@@ -258,10 +261,7 @@ fn print_event(ctx: &Ctx, args: &ListenArgs, event: &MessageEvent) -> anyhow::Re
             }
         }
         MessageEvent::Receipt { from, msg_id, kind } if args.receipts => {
-            let kind = match kind {
-                ReceiptKind::Delivered => "delivered",
-                ReceiptKind::Read => "read",
-            };
+            let kind = kind.name();
             if ctx.json {
                 return output::json_line(&json!({
                     "type": "receipt",

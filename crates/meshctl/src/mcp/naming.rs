@@ -42,19 +42,20 @@ pub struct SkillRef {
     pub skill_id: String,
 }
 
+/// A skill id with every character outside `A-Z a-z 0-9 -` as `_`.
+fn sanitized(skill_id: &str) -> impl Iterator<Item = char> + '_ {
+    skill_id.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    })
+}
+
 /// The plain name of rules 1–2.
 fn plain(skill: &SkillRef) -> String {
-    let sanitized: String = skill
-        .skill_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let sanitized: String = sanitized(&skill.skill_id).collect();
     let name = format!("{}__{sanitized}", skill.agent_short);
     if name.len() <= MAX_TOOL_NAME {
         name
@@ -67,18 +68,7 @@ fn plain(skill: &SkillRef) -> String {
 fn hashed(skill: &SkillRef, seed: &str) -> String {
     let digest = hex::encode(Sha256::digest(seed.as_bytes()));
     let keep = MAX_TOOL_NAME - skill.agent_short.len() - 2 - 1 - HASH_HEX;
-    let prefix: String = skill
-        .skill_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(keep)
-        .collect();
+    let prefix: String = sanitized(&skill.skill_id).take(keep).collect();
     format!("{}__{prefix}_{}", skill.agent_short, &digest[..HASH_HEX])
 }
 

@@ -16,7 +16,6 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use mesh_client::registry::SearchQuery;
 use mesh_client::{ClientError, HandlerError, MessageEvent};
-use mesh_core::app::ReceiptKind;
 use mesh_core::limits::MAX_APP_BODY;
 use mesh_core::AgentId;
 use rmcp::model::{
@@ -409,11 +408,7 @@ impl MeshTools {
                     MessageEvent::Receipt { from, msg_id, kind }
                         if msg_id == id && from == peer =>
                     {
-                        let word = match kind {
-                            ReceiptKind::Delivered => "delivered",
-                            ReceiptKind::Read => "read",
-                        };
-                        return Ok(json!({"status": word, "peer": peer.to_did()}));
+                        return Ok(json!({"status": kind.name(), "peer": peer.to_did()}));
                     }
                     MessageEvent::Queued { msg_id, .. } if msg_id == id => {
                         return Ok(json!({
