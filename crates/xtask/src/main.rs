@@ -7,6 +7,7 @@
 //! xtask is compiled before anything else runs, so it must compile in
 //! seconds.
 
+mod disk;
 mod fuzz;
 mod live;
 mod pkg;
@@ -78,7 +79,10 @@ COMMANDS:
     help, --help, -h     Prints this help.
 
 ENVIRONMENT:
-    CI=true              Turns cargo's colour off (unless CARGO_TERM_COLOR is set).
+    CI=true              Turns cargo's colour off (unless CARGO_TERM_COLOR is set)
+                         and its incremental caches (unless CARGO_INCREMENTAL is
+                         set): a one-off build gains nothing from them, and they
+                         double the disk a debug build takes.
 ";
 
 /// A parsed command line.

@@ -41,12 +41,18 @@ pub fn command(program: &str, args: &[&str]) -> Command {
 
 /// A `cargo` command. It goes through the rustup proxy on PATH (not the
 /// `CARGO` binary that launched xtask) so that `+nightly` works and
-/// `rust-toolchain.toml` picks the toolchain. Under CI, colour is off unless
-/// the caller chose otherwise, so logs carry no escape codes.
+/// `rust-toolchain.toml` picks the toolchain. Under CI, unless the caller
+/// chose otherwise, colour is off so logs carry no escape codes, and so are
+/// incremental caches: a clean clone builds once, and the caches would
+/// roughly double what `target/debug` takes on a CI disk.
 pub fn cargo(args: &[&str]) -> Command {
     let mut cmd = command("cargo", args);
-    if is_ci() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
-        cmd.env("CARGO_TERM_COLOR", "never");
+    if is_ci() {
+        for (key, value) in [("CARGO_TERM_COLOR", "never"), ("CARGO_INCREMENTAL", "0")] {
+            if std::env::var_os(key).is_none() {
+                cmd.env(key, value);
+            }
+        }
     }
     cmd
 }

@@ -12,7 +12,7 @@ use crate::setup::{
     ensure_wasm_bindgen, py_python, WASM_TARGET,
 };
 use crate::shell::{cargo, command, is_ci, run, target_dir, workspace_root, Result};
-use crate::{live, pkg, report, web};
+use crate::{disk, live, pkg, report, web};
 
 /// Crates that must lint for `wasm32-unknown-unknown`; a crate joins the
 /// wasm lint step by being added here.
@@ -257,6 +257,12 @@ fn wasm_args<'a>(sub: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// What a cold run leaves in `target/` (measured on a fresh clone, see
+/// docs/PERFORMANCE.md), with some room; below this much free disk the run
+/// warns before it starts, since rustc's own `No space left on device`
+/// comes late and names no cause.
+const DISK_NEEDED: u64 = 6 * 1024 * 1024 * 1024;
+
 /// How a step ended.
 enum Outcome {
     Passed(Duration),
@@ -264,21 +270,58 @@ enum Outcome {
     NotRun,
 }
 
+/// A step's outcome and the disk `target/` took after it.
+struct Ran {
+    outcome: Outcome,
+    target: Option<u64>,
+}
+
 /// Runs every step and prints the summary; true when every step passed.
 pub fn test() -> bool {
     let total = Instant::now();
-    let (outcomes, failure) = run_steps();
+    check_disk();
+    let (ran, failure) = run_steps();
     live::stop();
-    summarise(total, &outcomes, failure.as_deref())
+    summarise(total, &ran, failure.as_deref())
+}
+
+/// Says how much disk there is, and warns when it is less than a cold run
+/// needs.
+fn check_disk() {
+    let target = target_dir();
+    let used = disk::usage(&target);
+    let Some(free) = disk::free(&workspace_root()) else {
+        println!(
+            "disk: target/ holds {}; free space unknown (no df)",
+            disk::human(used)
+        );
+        return;
+    };
+    println!(
+        "disk: target/ holds {}, {} free",
+        disk::human(used),
+        disk::human(free)
+    );
+    if free + used < DISK_NEEDED {
+        println!(
+            "WARNING: a cold run needs about {} for target/ and {} is available; \
+             steps may fail with `No space left on device`",
+            disk::human(DISK_NEEDED),
+            disk::human(free + used)
+        );
+    }
 }
 
 /// Runs the steps in order until one fails; the outcomes, and the failure.
-fn run_steps() -> (Vec<Outcome>, Option<String>) {
-    let mut outcomes = Vec::with_capacity(STEPS.len());
+fn run_steps() -> (Vec<Ran>, Option<String>) {
+    let mut ran = Vec::with_capacity(STEPS.len());
     let mut failure = None;
     for (i, step) in STEPS.iter().enumerate() {
         if failure.is_some() {
-            outcomes.push(Outcome::NotRun);
+            ran.push(Ran {
+                outcome: Outcome::NotRun,
+                target: None,
+            });
             continue;
         }
         let n = i + 1;
@@ -287,36 +330,38 @@ fn run_steps() -> (Vec<Outcome>, Option<String>) {
         let started = Instant::now();
         let result = (step.run)();
         let took = started.elapsed();
-        match result {
-            Ok(()) => {
-                println!(
-                    "--- [{n}/{of}] {} passed in {}",
-                    step.name,
-                    report::duration(took)
-                );
-                outcomes.push(Outcome::Passed(took));
-            }
+        let target = disk::usage(&target_dir());
+        let free = disk::free(&workspace_root())
+            .map(|f| format!(", {} free", disk::human(f)))
+            .unwrap_or_default();
+        let (outcome, verb) = match result {
+            Ok(()) => (Outcome::Passed(took), "passed in"),
             Err(err) => {
-                println!(
-                    "--- [{n}/{of}] {} FAILED after {}",
-                    step.name,
-                    report::duration(took)
-                );
-                outcomes.push(Outcome::Failed(took));
                 failure = Some(format!("step `{}` failed: {err}", step.name));
+                (Outcome::Failed(took), "FAILED after")
             }
-        }
+        };
+        println!(
+            "--- [{n}/{of}] {} {verb} {} (target/ {}{free})",
+            step.name,
+            report::duration(took),
+            disk::human(target)
+        );
+        ran.push(Ran {
+            outcome,
+            target: Some(target),
+        });
     }
-    (outcomes, failure)
+    (ran, failure)
 }
 
 /// Prints the summary table and `N passed, M failed`; true if all passed.
-fn summarise(total: Instant, outcomes: &[Outcome], failure: Option<&str>) -> bool {
+fn summarise(total: Instant, ran: &[Ran], failure: Option<&str>) -> bool {
     let rows: Vec<Vec<String>> = STEPS
         .iter()
-        .zip(outcomes)
+        .zip(ran)
         .enumerate()
-        .map(|(i, (step, outcome))| {
+        .map(|(i, (step, Ran { outcome, target }))| {
             let (result, time) = match outcome {
                 Outcome::Passed(d) => ("passed", report::duration(*d)),
                 Outcome::Failed(d) => ("FAILED", report::duration(*d)),
@@ -326,21 +371,22 @@ fn summarise(total: Instant, outcomes: &[Outcome], failure: Option<&str>) -> boo
                 (i + 1).to_string(),
                 step.name.to_string(),
                 time,
+                target.map(disk::human).unwrap_or_default(),
                 result.to_string(),
             ]
         })
         .collect();
     report::header("summary");
-    report::table(&["#", "step", "time", "result"], &rows);
+    report::table(&["#", "step", "time", "target/", "result"], &rows);
     println!("  total {}", report::duration(total.elapsed()));
 
-    let passed = outcomes
+    let passed = ran
         .iter()
-        .filter(|o| matches!(o, Outcome::Passed(_)))
+        .filter(|r| matches!(r.outcome, Outcome::Passed(_)))
         .count();
-    let failed = outcomes
+    let failed = ran
         .iter()
-        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
         .count();
     if let Some(message) = failure {
         println!("xtask test: {message}");

@@ -1,0 +1,103 @@
+//! How much disk the build takes, so a run that fills a small CI disk says
+//! so in its log (which step grew `target/` by how much, and what was left)
+//! instead of failing somewhere inside rustc with `No space left on device`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Bytes allocated to the files under `path`, not following symlinks; 0 if
+/// `path` does not exist. Unreadable entries are skipped: this is a report,
+/// not an audit.
+pub fn usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = allocated(&meta);
+    if !meta.is_dir() {
+        return own;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return own;
+    };
+    own + entries
+        .flatten()
+        .map(|entry| usage(&entry.path()))
+        .sum::<u64>()
+}
+
+#[cfg(unix)]
+fn allocated(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn allocated(meta: &std::fs::Metadata) -> u64 {
+    meta.len()
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `path`,
+/// read from POSIX `df -Pk`; `None` where `df` is missing or says nothing
+/// readable.
+pub fn free(path: &Path) -> Option<u64> {
+    let out = Command::new("df")
+        .arg("-Pk")
+        .arg(path)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_df(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The "Available" column (KiB) of `df -P`'s one data line, in bytes.
+fn parse_df(text: &str) -> Option<u64> {
+    let line = text.lines().nth(1)?;
+    let available: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(available * 1024)
+}
+
+/// Bytes as a person reads them in a log: `812 MiB`, `3.4 GiB`.
+pub fn human(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mib = bytes as f64 / MIB;
+    if mib < 1024.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{:.1} GiB", mib / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_output_is_read_in_bytes() {
+        let text = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n\
+                    /dev/vda         263174212  17825792  78643200      19% /\n";
+        assert_eq!(parse_df(text), Some(78_643_200 * 1024));
+        assert_eq!(parse_df("Filesystem\n"), None);
+        assert_eq!(parse_df(""), None);
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(human(812 * 1024 * 1024), "812 MiB");
+        assert_eq!(human(3_650_722_201), "3.4 GiB");
+    }
+
+    #[test]
+    fn usage_counts_files_below_a_directory() {
+        let dir = std::env::temp_dir().join(format!("xtask-disk-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub").join("f"), vec![1u8; 64 * 1024]).unwrap();
+        let used = usage(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(used >= 64 * 1024, "{used}");
+        assert_eq!(usage(&dir), 0);
+    }
+}
