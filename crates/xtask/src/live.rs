@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::shell::{cargo, display, output, run, target_dir, workspace_root, Result};
+use crate::shell::{cargo, display, output, run, target_dir, Result};
 
 /// How long the relay and the agent may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,13 +85,33 @@ impl Live {
     }
 }
 
-/// Builds `mesh-relay` and `meshctl` (debug, or with `release`).
+/// Builds `mesh-relay` and `meshctl` into `target/release` (`release`) or
+/// `target/debug`. The debug ones come from `cargo test --workspace
+/// --no-run`: cargo builds a package's binaries for its integration tests,
+/// with the features the test step resolved for the whole workspace, so
+/// after that step nothing is compiled again. (`cargo build -p mesh-relay -p
+/// meshctl` resolves features for two packages only and would rebuild some
+/// 35 crates, 400 MiB of them.)
 pub fn build_binaries(release: bool) -> Result<()> {
-    let mut args = vec!["build", "-j2", "-p", "mesh-relay", "-p", "meshctl"];
     if release {
-        args.push("--release");
+        run(&mut cargo(&[
+            "build",
+            "-j2",
+            "--release",
+            "-p",
+            "mesh-relay",
+            "-p",
+            "meshctl",
+        ]))
+    } else {
+        run(&mut cargo(&[
+            "test",
+            "--workspace",
+            "--no-run",
+            "-j2",
+            "--quiet",
+        ]))
     }
-    run(&mut cargo(&args))
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -134,8 +154,7 @@ fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
 
 fn start() -> Result<Live> {
     build_binaries(false)?;
-    let dir = workspace_root()
-        .join("target")
+    let dir = target_dir()
         .join("live")
         .join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&dir);

@@ -40,17 +40,20 @@ COMMANDS:
                            cargo fmt --all -- --check
                            cargo clippy --workspace --all-targets (native, -D warnings)
                            cargo clippy for wasm32-unknown-unknown (wasm crates)
-                           cargo test --workspace (unit, integration, doc tests)
                            cargo bench --no-run (benches must compile)
                            install wasm-bindgen-cli, chromium, pkg/ npm packages,
                              the MCP Python SDK (venv in target/py)
                            cargo xtask pkg (the npm package, with its size)
+                           cargo xtask web (the PWA, with its first-load size)
+                           cargo test --workspace (unit, integration, doc tests)
                            start a relay on 127.0.0.1:0 and `meshctl serve --echo`
                            wasm-bindgen tests in headless Chrome (wasm-tests/)
                            the npm package's tests in Node, Chromium, Deno and workerd
                            `meshctl mcp` / `gateway` with the MCP Python SDK, httpx, curl
-                         Prints each step's time, a summary table, and closes
-                         with `N passed, M failed`; exits non-zero on failure.
+                           the PWA end to end in two headless Chromium profiles
+                         Prints each step's time and target/'s size after it, a
+                         summary table, and closes with `N passed, M failed`;
+                         exits non-zero on failure.
 
     pkg                  Builds the npm package's generated files into pkg/dist:
                          mesh-wasm for wasm32 (profile wasm-release), then
@@ -82,7 +85,10 @@ ENVIRONMENT:
     CI=true              Turns cargo's colour off (unless CARGO_TERM_COLOR is set)
                          and its incremental caches (unless CARGO_INCREMENTAL is
                          set): a one-off build gains nothing from them, and they
-                         double the disk a debug build takes.
+                         double the disk a debug build takes. `test` also builds
+                         the lints, the bench compile and the wasm-release builds
+                         into target/ci-<name> and removes each when its step is
+                         done, so a small CI disk holds one of them at a time.
 ";
 
 /// A parsed command line.

@@ -13,12 +13,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::setup::{ensure_npm_deps, ensure_wasm_bindgen, WASM_TARGET};
-use crate::shell::{cargo, command, display, run, target_dir, workspace_root, Result};
+use crate::shell::{cargo_in, command, display, run, scratch_dir, workspace_root, Result};
 
 /// The package directory.
 pub const PKG_DIR: &str = "pkg";
 /// The cargo profile of WebAssembly builds (see the workspace Cargo.toml).
 pub const WASM_PROFILE: &str = "wasm-release";
+/// The [`scratch_dir`] of the wasm-release builds: only their `.wasm`
+/// files are read, by wasm-bindgen, into `pkg/dist` and `web/dist`.
+pub const WASM_SCRATCH: &str = "wasm";
 /// The gzipped size the package's `.wasm` should stay under (issue 5).
 pub const GZIP_BUDGET: u64 = 200 * 1024;
 
@@ -46,17 +49,21 @@ pub fn build_wasm(krate: &str, out_dir: &Path, name: &str) -> Result<WasmSize> {
     ensure_wasm_bindgen()?;
     let pkg = workspace_root().join(PKG_DIR);
     ensure_npm_deps(&pkg)?;
-    run(&mut cargo(&[
-        "build",
-        "-j2",
-        "-p",
-        krate,
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        WASM_PROFILE,
-    ]))?;
-    let wasm = target_dir()
+    let build_dir = scratch_dir(WASM_SCRATCH);
+    run(&mut cargo_in(
+        &build_dir,
+        &[
+            "build",
+            "-j2",
+            "-p",
+            krate,
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            WASM_PROFILE,
+        ],
+    ))?;
+    let wasm = build_dir
         .join(WASM_TARGET)
         .join(WASM_PROFILE)
         .join(format!("{}.wasm", krate.replace('-', "_")));

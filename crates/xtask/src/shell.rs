@@ -26,6 +26,46 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// Where a build goes whose outputs only its own step reads (lints, bench
+/// compile, the wasm-release builds copied into `pkg/dist` and `web/dist`).
+/// Under CI it is `target/ci-<name>`, which [`prune`] removes when the step
+/// is done, so a small CI disk holds one such build at a time beside the
+/// debug build the later steps run. Elsewhere it is the shared target
+/// directory, where the next run reuses it.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    if is_ci() {
+        target_dir().join(format!("ci-{name}"))
+    } else {
+        target_dir()
+    }
+}
+
+/// Under CI, removes [`scratch_dir`]`(name)` and says how much that freed;
+/// elsewhere does nothing.
+pub fn prune(name: &str) -> Result<()> {
+    let dir = scratch_dir(name);
+    if !is_ci() || !dir.exists() {
+        return Ok(());
+    }
+    let size = crate::disk::usage(&dir);
+    std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+    println!(
+        "CI: removed {} ({}); no later step reads it",
+        dir.display(),
+        crate::disk::human(size)
+    );
+    Ok(())
+}
+
+/// A `cargo` command (see [`cargo`]) that builds into `dir`.
+pub fn cargo_in(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = cargo(args);
+    if dir != target_dir() {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    cmd
+}
+
 /// True when running under CI (`CI=true`, as GitHub Actions, GitLab and most
 /// others set it, or `CI=1`).
 pub fn is_ci() -> bool {

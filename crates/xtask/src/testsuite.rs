@@ -11,7 +11,9 @@ use crate::setup::{
     ensure_browser, ensure_npm_deps, ensure_python_deps, ensure_rust_toolchain,
     ensure_wasm_bindgen, py_python, WASM_TARGET,
 };
-use crate::shell::{cargo, command, is_ci, run, target_dir, workspace_root, Result};
+use crate::shell::{
+    cargo, cargo_in, command, is_ci, prune, run, scratch_dir, target_dir, workspace_root, Result,
+};
 use crate::{disk, live, pkg, report, web};
 
 /// Crates that must lint for `wasm32-unknown-unknown`; a crate joins the
@@ -27,6 +29,11 @@ pub const MCP_TESTS: &str = "crates/meshctl/tests/mcp";
 /// Crates whose benches must at least compile (they are not run in CI).
 pub const BENCH_CRATES: &[&str] = &["mesh-core"];
 
+/// The [`scratch_dir`] of the two clippy steps.
+const LINT_SCRATCH: &str = "lint";
+/// The [`scratch_dir`] of the bench compile.
+const BENCH_SCRATCH: &str = "bench";
+
 /// One step of the test run.
 struct Step {
     /// Short name used in headers, the summary and the failure message.
@@ -34,13 +41,22 @@ struct Step {
     /// What the step proves, shown in its header.
     purpose: &'static str,
     run: fn() -> Result<()>,
+    /// The scratch builds ([`scratch_dir`]) no later step reads: removed
+    /// under CI when this step ends.
+    prune: &'static [&'static str],
 }
+
+// The order: cheap checks first; then the builds that go to scratch
+// directories (under CI each is removed when done), so that the debug build
+// the remaining steps share is not on disk beside them; then that build and
+// the suites that run against it.
 
 const STEPS: &[Step] = &[
     Step {
         name: "toolchain",
         purpose: "wasm32 target, rustfmt and clippy are installed",
         run: ensure_rust_toolchain,
+        prune: &[],
     },
     Step {
         name: "fmt",
@@ -53,45 +69,55 @@ const STEPS: &[Step] = &[
             }
             run(&mut cargo(&args))
         },
+        prune: &[],
     },
     Step {
         name: "clippy (native)",
         purpose: "every crate and target lints clean natively",
         run: || {
-            run(&mut cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "-j2",
-                "--",
-                "-D",
-                "warnings",
-            ]))
+            run(&mut cargo_in(
+                &scratch_dir(LINT_SCRATCH),
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "-j2",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ))
         },
+        prune: &[],
     },
     Step {
         name: "clippy (wasm32)",
         purpose: "the wasm crates lint clean for wasm32-unknown-unknown",
         run: || {
-            run(&mut cargo(&wasm_args("clippy", &["--", "-D", "warnings"])))?;
-            run(&mut cargo(&[
-                "clippy",
-                "-p",
-                BROWSER_TEST_CRATE,
-                "--tests",
-                "--target",
-                WASM_TARGET,
-                "-j2",
-                "--",
-                "-D",
-                "warnings",
-            ]))
+            let dir = scratch_dir(LINT_SCRATCH);
+            run(&mut cargo_in(
+                &dir,
+                &wasm_args("clippy", &["--", "-D", "warnings"]),
+            ))?;
+            run(&mut cargo_in(
+                &dir,
+                &[
+                    "clippy",
+                    "-p",
+                    BROWSER_TEST_CRATE,
+                    "--tests",
+                    "--target",
+                    WASM_TARGET,
+                    "-j2",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ))
         },
-    },
-    Step {
-        name: "test",
-        purpose: "unit, integration and doc tests pass",
-        run: || run(&mut cargo(&["test", "--workspace", "-j2"])),
+        // Both clippy steps share their build of proc macros and build
+        // scripts, so it goes after the second.
+        prune: &[LINT_SCRATCH],
     },
     Step {
         name: "bench (compile)",
@@ -102,8 +128,9 @@ const STEPS: &[Step] = &[
                 args.extend(["-p", krate]);
             }
             args.extend(["--no-run", "-j2"]);
-            run(&mut cargo(&args))
+            run(&mut cargo_in(&scratch_dir(BENCH_SCRATCH), &args))
         },
+        prune: &[BENCH_SCRATCH],
     },
     Step {
         name: "tools (wasm, browser, npm, python)",
@@ -115,21 +142,31 @@ const STEPS: &[Step] = &[
             ensure_npm_deps(&workspace_root().join(pkg::PKG_DIR))?;
             ensure_npm_deps(&workspace_root().join("web"))
         },
+        prune: &[],
     },
     Step {
         name: "npm package build",
         purpose: "mesh-wasm → wasm-bindgen → wasm-opt into pkg/dist; prints the .wasm size",
         run: pkg::build,
+        prune: &[],
     },
     Step {
         name: "PWA build",
         purpose: "web/ (Leptos) → wasm-bindgen → wasm-opt into web/dist; prints the first-load size",
         run: || web::build().map(drop),
+        prune: &[pkg::WASM_SCRATCH],
+    },
+    Step {
+        name: "test",
+        purpose: "unit, integration and doc tests pass",
+        run: || run(&mut cargo(&["test", "--workspace", "-j2"])),
+        prune: &[],
     },
     Step {
         name: "live relay + agent",
         purpose: "a real mesh-relay on 127.0.0.1 and `meshctl serve --echo` for the runtime suites",
         run: || live::env().map(drop),
+        prune: &[],
     },
     Step {
         name: "wasm tests (headless Chrome)",
@@ -151,6 +188,7 @@ const STEPS: &[Step] = &[
                 .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
             run_live(cmd)
         },
+        prune: &[],
     },
     Step {
         name: "npm: Node",
@@ -160,6 +198,7 @@ const STEPS: &[Step] = &[
             cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
             run_live(cmd)
         },
+        prune: &[],
     },
     Step {
         name: "npm: browser (Chromium)",
@@ -169,6 +208,7 @@ const STEPS: &[Step] = &[
             cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
             run_live(cmd)
         },
+        prune: &[],
     },
     Step {
         name: "npm: Deno",
@@ -190,6 +230,7 @@ const STEPS: &[Step] = &[
                 .env("NO_COLOR", "1");
             run_live(cmd)
         },
+        prune: &[],
     },
     Step {
         name: "npm: workerd",
@@ -199,6 +240,7 @@ const STEPS: &[Step] = &[
             cmd.current_dir(workspace_root().join(pkg::PKG_DIR));
             run_live(cmd)
         },
+        prune: &[],
     },
     Step {
         name: "meshctl mcp + gateway (Python MCP SDK)",
@@ -216,6 +258,7 @@ const STEPS: &[Step] = &[
                 .env("PYTHONUNBUFFERED", "1");
             run_live(cmd)
         },
+        prune: &[],
     },
     Step {
         name: "PWA end to end (Chromium)",
@@ -223,8 +266,8 @@ const STEPS: &[Step] = &[
         run: || {
             live::build_binaries(false)?;
             let root = workspace_root();
-            let bins = root.join("target").join("debug");
-            let shots = root.join("target").join("web-shots");
+            let bins = target_dir().join("debug");
+            let shots = target_dir().join("web-shots");
             let mut cmd = command("node", &["--test", "tests/e2e.test.mjs"]);
             cmd.current_dir(root.join("web"))
                 .env("MESH_RELAY_BIN", bins.join("mesh-relay"))
@@ -235,6 +278,7 @@ const STEPS: &[Step] = &[
             println!("PWA screenshots: {}", shots.display());
             Ok(())
         },
+        prune: &[],
     },
 ];
 
@@ -270,7 +314,8 @@ enum Outcome {
     NotRun,
 }
 
-/// A step's outcome and the disk `target/` took after it.
+/// A step's outcome and the disk `target/` took when it ended (before its
+/// scratch builds were pruned).
 struct Ran {
     outcome: Outcome,
     target: Option<u64>,
@@ -328,12 +373,18 @@ fn run_steps() -> (Vec<Ran>, Option<String>) {
         let of = STEPS.len();
         report::header(&format!("[{n}/{of}] {} — {}", step.name, step.purpose));
         let started = Instant::now();
-        let result = (step.run)();
+        let mut result = (step.run)();
         let took = started.elapsed();
+        // Measured before pruning: what the step needed at its end.
         let target = disk::usage(&target_dir());
         let free = disk::free(&workspace_root())
             .map(|f| format!(", {} free", disk::human(f)))
             .unwrap_or_default();
+        for name in step.prune {
+            if let Err(err) = prune(name) {
+                result = result.and(Err(err));
+            }
+        }
         let (outcome, verb) = match result {
             Ok(()) => (Outcome::Passed(took), "passed in"),
             Err(err) => {
