@@ -369,20 +369,16 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
         return;
     }
     let dst = conn.agent;
+    let senders: Vec<(AgentId, u64)> = frames.iter().map(|(src, id, _)| (*src, *id)).collect();
     if state.is_revoked(&dst) {
         // Revocation purged the inbox; nothing more is stored for the
         // agent. Tell the senders still online that it is refused.
-        for (src, msg_id, _) in &frames {
-            if let Some(sender) = state.hub.get(src) {
-                let refused = DeliveryStatus::Refused(ErrorCode::Revoked);
-                sender.send_status(status_frame(dst, *msg_id, refused));
-            }
-        }
+        let refused = DeliveryStatus::Refused(ErrorCode::Revoked);
+        tell_senders(state, dst, &senders, refused);
         return;
     }
     let now = state.wall_ms();
     let n = frames.len();
-    let senders: Vec<(AgentId, u64)> = frames.iter().map(|(src, id, _)| (*src, *id)).collect();
     let result = state
         .store
         .call(move |s| {
@@ -403,14 +399,32 @@ async fn persist_unacked(state: &AppState, conn: &Conn) {
             // the inbox, so tell each sender still online `Queued` (a
             // sender that is offline re-sends on reconnect and hears
             // `Queued` then, from the inbox's duplicate check).
-            for (src, msg_id) in &senders {
-                if let Some(sender) = state.hub.get(src) {
-                    sender.send_status(status_frame(dst, *msg_id, DeliveryStatus::Queued));
-                }
-            }
+            tell_senders(state, dst, &senders, DeliveryStatus::Queued);
         }
         Err(e) => {
-            tracing::error!(error = %e, frames = n, "could not persist unacknowledged frames")
+            // The frames are in no place now (a full disk, say). Their
+            // senders must not wait at `Forwarded` for a delivery that
+            // cannot come: those online hear `refused` `internal` and can
+            // send again; those offline re-send on reconnect anyway, since
+            // a client keeps a frame until it is queued or delivered.
+            tracing::error!(error = %e, frames = n, "could not persist unacknowledged frames");
+            state.metrics.frames_lost.inc_by(n as u64);
+            let refused = DeliveryStatus::Refused(ErrorCode::Internal);
+            tell_senders(state, dst, &senders, refused);
+        }
+    }
+}
+
+/// Sends `status` for each (sender, message id) whose sender is online.
+fn tell_senders(
+    state: &AppState,
+    dst: AgentId,
+    senders: &[(AgentId, u64)],
+    status: DeliveryStatus,
+) {
+    for (src, msg_id) in senders {
+        if let Some(sender) = state.hub.get(src) {
+            sender.send_status(status_frame(dst, *msg_id, status));
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub frames_queued: Counter,
     /// Frames acknowledged by their recipient.
     pub frames_delivered: Counter,
+    /// Unacknowledged frames of an ended connection that could not be
+    /// written to the inbox (a storage failure); their senders were told
+    /// `refused` `internal`.
+    pub frames_lost: Counter,
     /// Frames refused, by reason (error code name).
     pub frames_refused: Family<Reason, Counter>,
     /// Authentication failures, by reason.
@@ -77,6 +81,7 @@ impl Metrics {
             frames_forwarded: Counter::default(),
             frames_queued: Counter::default(),
             frames_delivered: Counter::default(),
+            frames_lost: Counter::default(),
             frames_refused: Family::default(),
             auth_failures: Family::default(),
             rate_limited: Family::default(),
@@ -125,6 +130,11 @@ impl Metrics {
             "frames_delivered",
             "Frames acknowledged by their recipient",
             m.frames_delivered.clone(),
+        );
+        m.registry.register(
+            "frames_lost",
+            "Unacknowledged frames of an ended connection that storage failed to keep",
+            m.frames_lost.clone(),
         );
         m.registry.register(
             "frames_refused",

@@ -494,6 +494,55 @@ async fn unacknowledged_frames_survive_a_graceful_restart() {
     r.shutdown().await.unwrap();
 }
 
+/// A storage failure when a connection ends must not leave its senders at
+/// `forwarded` for a delivery that cannot come. The failure is real: a
+/// trigger in the relay's own SQLite file refuses every inbox insert, as a
+/// full disk would.
+#[tokio::test]
+async fn senders_hear_refused_internal_when_unacked_frames_cannot_be_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let mut config = Config::for_tests();
+    config.db = db.to_string_lossy().to_string();
+    let r = relay_with(config).await;
+    let mut a = Client::connect(&r.ws_url(), ident(1)).await;
+    let mut b = Client::connect(&r.ws_url(), ident(2)).await;
+    let ids = [
+        a.send_to(b.agent(), b"first").await,
+        a.send_to(b.agent(), b"second").await,
+    ];
+    for id in ids {
+        assert_eq!(a.status_of(id).await, DeliveryStatus::Forwarded);
+        assert_eq!(b.next_deliver().await.msg_id, id); // received, never acked
+    }
+
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    sql.execute_batch(
+        "CREATE TRIGGER inbox_full_disk BEFORE INSERT ON inbox \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    drop(b); // its connection ends with both frames unacknowledged
+
+    for id in ids {
+        assert_eq!(
+            a.status_of(id).await,
+            DeliveryStatus::Refused(ErrorCode::Internal)
+        );
+    }
+    assert!(r
+        .state
+        .metrics
+        .render()
+        .contains("mesh_relay_frames_lost_total 2"));
+
+    // Once storage works again, so does the inbox.
+    sql.execute_batch("DROP TRIGGER inbox_full_disk;").unwrap();
+    let id = a.send_to(ident(2).agent_id(), b"third").await;
+    assert_eq!(a.status_of(id).await, DeliveryStatus::Queued);
+    r.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn status_metrics_and_healthz() {
     let r = relay().await;
