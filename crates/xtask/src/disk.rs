@@ -2,16 +2,29 @@
 //! so in its log (which step grew `target/` by how much, and what was left)
 //! instead of failing somewhere inside rustc with `No space left on device`.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Bytes allocated to the files under `path`, not following symlinks; 0 if
-/// `path` does not exist. Unreadable entries are skipped: this is a report,
-/// not an audit.
+/// Bytes allocated to the files under `path`, as `du` counts them: not
+/// following symlinks, and a file with several hard links (cargo links
+/// each binary from `deps/` to the profile directory) once. 0 if `path`
+/// does not exist. Unreadable entries are skipped: this is a report, not
+/// an audit.
 pub fn usage(path: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    usage_below(path, &mut seen)
+}
+
+fn usage_below(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
+    if let Some(inode) = linked_inode(&meta) {
+        if !seen.insert(inode) {
+            return 0;
+        }
+    }
     let own = allocated(&meta);
     if !meta.is_dir() {
         return own;
@@ -21,7 +34,7 @@ pub fn usage(path: &Path) -> u64 {
     };
     own + entries
         .flatten()
-        .map(|entry| usage(&entry.path()))
+        .map(|entry| usage_below(&entry.path(), seen))
         .sum::<u64>()
 }
 
@@ -31,9 +44,21 @@ fn allocated(meta: &std::fs::Metadata) -> u64 {
     meta.blocks() * 512
 }
 
+/// (device, inode) of a file with more than one hard link.
+#[cfg(unix)]
+fn linked_inode(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
+}
+
 #[cfg(not(unix))]
 fn allocated(meta: &std::fs::Metadata) -> u64 {
     meta.len()
+}
+
+#[cfg(not(unix))]
+fn linked_inode(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 /// Free bytes for an unprivileged writer on the filesystem holding `path`,
@@ -95,9 +120,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-disk-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("sub").join("f"), vec![1u8; 64 * 1024]).unwrap();
-        let used = usage(&dir);
+        let once = usage(&dir);
+        std::fs::hard_link(dir.join("sub").join("f"), dir.join("g")).unwrap();
+        let linked = usage(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(used >= 64 * 1024, "{used}");
+        assert!(once >= 64 * 1024, "{once}");
+        assert_eq!(linked, once, "a hard-linked file counts once");
         assert_eq!(usage(&dir), 0);
     }
 }
