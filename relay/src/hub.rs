@@ -44,8 +44,18 @@ pub struct Unacked {
 struct UnackedSet {
     closed: bool,
     /// Keyed by the sender's raw key bytes and the message id, so an ack
-    /// can be matched without decompressing the key.
-    frames: HashMap<([u8; 32], u64), Unacked>,
+    /// can be matched without decompressing the key; each with the order it
+    /// was recorded in.
+    frames: HashMap<([u8; 32], u64), (u64, Unacked)>,
+    /// The next frame's place in that order.
+    next: u64,
+}
+
+impl UnackedSet {
+    fn record(&mut self, key: ([u8; 32], u64), item: Unacked) {
+        self.frames.insert(key, (self.next, item));
+        self.next += 1;
+    }
 }
 
 /// What happened to a frame offered to a connection.
@@ -128,7 +138,7 @@ impl Conn {
         }
         match self.tx.try_send(Outgoing::Frame(item.frame.clone())) {
             Ok(()) => {
-                set.frames.insert(key, item);
+                set.record(key, item);
                 Offer::Accepted
             }
             Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
@@ -144,7 +154,7 @@ impl Conn {
         if set.closed {
             return false;
         }
-        set.frames.insert((*src.as_bytes(), msg_id), item);
+        set.record((*src.as_bytes(), msg_id), item);
         true
     }
 
@@ -160,7 +170,10 @@ impl Conn {
 
     /// Removes an acknowledged frame; returns it if it was outstanding.
     pub fn ack(&self, src: &[u8; 32], msg_id: u64) -> Option<Unacked> {
-        let out = lock(&self.unacked).frames.remove(&(*src, msg_id));
+        let out = lock(&self.unacked)
+            .frames
+            .remove(&(*src, msg_id))
+            .map(|(_, item)| item);
         if out.is_some() && self.pump_wants_room.load(Ordering::Acquire) && self.has_room() {
             self.pump_wants_room.store(false, Ordering::Release);
             self.inbox_wake.notify_one();
@@ -169,12 +182,19 @@ impl Conn {
     }
 
     /// Marks the connection ended and takes every unacknowledged frame,
-    /// keyed by (sender key bytes, message id). After this, [`Conn::offer`]
-    /// answers [`Offer::Closed`].
+    /// keyed by (sender key bytes, message id), in the order they were
+    /// recorded: the inbox then redelivers them in the order they were
+    /// first delivered. After this, [`Conn::offer`] answers
+    /// [`Offer::Closed`].
     pub fn take_unacked(&self) -> Vec<(([u8; 32], u64), Unacked)> {
         let mut set = lock(&self.unacked);
         set.closed = true;
-        set.frames.drain().collect()
+        let mut frames: Vec<_> = set.frames.drain().collect();
+        frames.sort_unstable_by_key(|(_, (order, _))| *order);
+        frames
+            .into_iter()
+            .map(|(key, (_, item))| (key, item))
+            .collect()
     }
 
     /// Sends a frame on this connection, waiting for queue space.

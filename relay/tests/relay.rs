@@ -494,6 +494,45 @@ async fn unacknowledged_frames_survive_a_graceful_restart() {
     r.shutdown().await.unwrap();
 }
 
+/// Frames forwarded live and never acknowledged go to the inbox when the
+/// connection ends, and come back on reconnect in the order they were
+/// first delivered (not in the order of some hash map).
+#[tokio::test]
+async fn unacknowledged_frames_are_redelivered_in_their_order() {
+    let r = relay().await;
+    let mut a = Client::connect(&r.ws_url(), ident(1)).await;
+    let mut b = Client::connect(&r.ws_url(), ident(2)).await;
+    let mut ids = Vec::new();
+    for n in 0..32u8 {
+        let id = a.send_to(b.agent(), &[n]).await;
+        assert_eq!(a.status_of(id).await, DeliveryStatus::Forwarded);
+        ids.push(id);
+    }
+    for id in &ids {
+        assert_eq!(b.next_deliver().await.msg_id, *id); // never acked
+    }
+    drop(b);
+    let mut queued = 0;
+    while queued < ids.len() {
+        if let Frame::Status {
+            status: DeliveryStatus::Queued,
+            ..
+        } = a.recv().await
+        {
+            queued += 1;
+        }
+    }
+    let mut b = Client::connect(&r.ws_url(), ident(2)).await;
+    let mut again = Vec::new();
+    for _ in &ids {
+        let d = b.next_deliver().await;
+        assert!(deliver_flags_redelivery(&d));
+        again.push(d.msg_id);
+    }
+    assert_eq!(again, ids);
+    r.shutdown().await.unwrap();
+}
+
 /// A storage failure when a connection ends must not leave its senders at
 /// `forwarded` for a delivery that cannot come. The failure is real: a
 /// trigger in the relay's own SQLite file refuses every inbox insert, as a
@@ -524,12 +563,22 @@ async fn senders_hear_refused_internal_when_unacked_frames_cannot_be_stored() {
     .unwrap();
     drop(b); // its connection ends with both frames unacknowledged
 
-    for id in ids {
-        assert_eq!(
-            a.status_of(id).await,
-            DeliveryStatus::Refused(ErrorCode::Internal)
-        );
+    // One status each, in no particular order (the unacknowledged set is
+    // a map).
+    let mut heard = std::collections::BTreeMap::new();
+    while heard.len() < ids.len() {
+        match a.recv().await {
+            Frame::Status { msg_id, status, .. } => {
+                assert!(heard.insert(msg_id, status).is_none(), "{msg_id} twice");
+            }
+            other => panic!("expected a status, got {other:?}"),
+        }
     }
+    let refused = DeliveryStatus::Refused(ErrorCode::Internal);
+    assert_eq!(
+        heard,
+        std::collections::BTreeMap::from(ids.map(|id| (id, refused)))
+    );
     assert!(r
         .state
         .metrics
