@@ -16,6 +16,7 @@
 
 pub mod body;
 pub mod card_file;
+pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod gateway;

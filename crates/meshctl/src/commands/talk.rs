@@ -12,6 +12,7 @@ use mesh_core::app::ReceiptKind;
 use mesh_core::AgentId;
 use serde_json::json;
 
+use crate::chat::{self, News};
 use crate::cli::{ListenArgs, RequestArgs};
 use crate::progress::Spinner;
 use crate::{close, output, shutdown_signal, Ctx, Exit};
@@ -131,60 +132,38 @@ pub async fn send(ctx: &Ctx, peer: AgentId, text: &str) -> anyhow::Result<()> {
     output::line(&detail)
 }
 
-/// Sends and waits for the first delivery news about the message.
+/// Sends and waits for the first delivery news about the message: its
+/// JSON status and a line for a person.
 async fn send_and_wait(
     ctx: &Ctx,
     client: &MeshClient,
     peer: AgentId,
     text: &str,
 ) -> anyhow::Result<(&'static str, String)> {
-    let mut events = client.messages();
-    let id = client.send_message(peer, text)?;
-    let wait = async {
-        while let Some(event) = events.next().await {
-            match event {
-                MessageEvent::Receipt {
-                    from, msg_id, kind, ..
-                } if msg_id == id && from == peer => {
-                    let by = match kind {
-                        ReceiptKind::Delivered => "to",
-                        ReceiptKind::Read => "by",
-                    };
-                    return Ok((
-                        kind.name(),
-                        format!("{} {by} {}", kind.name(), peer.short()),
-                    ));
-                }
-                MessageEvent::Queued { msg_id, .. } if msg_id == id => {
-                    return Ok((
-                        "queued",
-                        format!(
-                            "queued by the relay: {} is offline and gets it when it reconnects",
-                            peer.short()
-                        ),
-                    ))
-                }
-                MessageEvent::Failed { msg_id, error, .. } if msg_id == id => {
-                    return Err(anyhow::Error::new(error))
-                }
-                _ => {}
-            }
-        }
-        bail!("the client closed before any delivery news")
-    };
-    match tokio::time::timeout(
-        ctx.timeout(),
-        crate::progress::spin(format!("sending to {}", peer.short()), wait),
-    )
-    .await
-    {
-        Ok(out) => out,
-        Err(_) => bail!(
+    let wait = chat::send_and_wait(client, peer, text);
+    let spinning = crate::progress::spin(format!("sending to {}", peer.short()), wait);
+    let Ok(news) = tokio::time::timeout(ctx.timeout(), spinning).await else {
+        bail!(
             "no receipt within {} ms: the peer may not accept chat from us, or may be offline \
              (a first message to an offline peer waits for it to come online)",
             ctx.timeout_ms
+        )
+    };
+    let news = news?.context("the client closed before any delivery news")?;
+    let detail = match news {
+        News::Receipt(kind) => {
+            let by = match kind {
+                ReceiptKind::Delivered => "to",
+                ReceiptKind::Read => "by",
+            };
+            format!("{} {by} {}", kind.name(), peer.short())
+        }
+        News::Queued => format!(
+            "queued by the relay: {} is offline and gets it when it reconnects",
+            peer.short()
         ),
-    }
+    };
+    Ok((news.name(), detail))
 }
 
 /// `meshctl listen`.

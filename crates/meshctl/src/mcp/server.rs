@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use mesh_client::registry::SearchQuery;
-use mesh_client::{ClientError, HandlerError, MessageEvent};
+use mesh_client::{ClientError, HandlerError};
 use mesh_core::limits::MAX_APP_BODY;
 use mesh_core::AgentId;
 use rmcp::model::{
@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use super::catalog::{BodyMode, SkillTool};
 use super::Bridge;
+use crate::chat::{self, News};
 
 /// Most bytes of a streamed answer collected into one tool result (the
 /// stream is cancelled past it).
@@ -397,44 +398,27 @@ impl MeshTools {
         if args.text.is_empty() {
             return Err(Failure::bad_request("text is empty"));
         }
-        let client = &self.bridge.client;
-        let mut events = client.messages();
-        let id = client
-            .send_message(peer, &args.text)
-            .map_err(|e| Failure::from_client(&e))?;
-        let wait = async {
-            while let Some(event) = events.next().await {
-                match event {
-                    MessageEvent::Receipt { from, msg_id, kind }
-                        if msg_id == id && from == peer =>
-                    {
-                        return Ok(json!({"status": kind.name(), "peer": peer.to_did()}));
-                    }
-                    MessageEvent::Queued { msg_id, .. } if msg_id == id => {
-                        return Ok(json!({
-                            "status": "queued",
-                            "peer": peer.to_did(),
-                            "note": "the agent is offline; the relay delivers the message when it returns",
-                        }))
-                    }
-                    MessageEvent::Failed { msg_id, error, .. } if msg_id == id => {
-                        return Err(Failure::from_client(&error))
-                    }
-                    _ => {}
-                }
+        let wait = chat::send_and_wait(&self.bridge.client, peer, &args.text);
+        let news = match tokio::time::timeout(self.bridge.timeout(), wait).await {
+            Ok(Ok(Some(news))) => news,
+            Ok(Ok(None)) => return Err(Failure::new("going_away", "the mesh connection closed")),
+            Ok(Err(error)) => return Err(Failure::from_client(&error)),
+            Err(_) => {
+                return Err(Failure::new(
+                    "timeout",
+                    format!(
+                        "no receipt within {} ms: the agent may not accept chat from us",
+                        self.bridge.timeout_ms
+                    ),
+                ))
             }
-            Err(Failure::new("going_away", "the mesh connection closed"))
         };
-        match tokio::time::timeout(self.bridge.timeout(), wait).await {
-            Ok(outcome) => outcome.map(json_result),
-            Err(_) => Err(Failure::new(
-                "timeout",
-                format!(
-                    "no receipt within {} ms: the agent may not accept chat from us",
-                    self.bridge.timeout_ms
-                ),
-            )),
+        let mut out = json!({"status": news.name(), "peer": peer.to_did()});
+        if news == News::Queued {
+            out["note"] =
+                json!("the agent is offline; the relay delivers the message when it returns");
         }
+        Ok(json_result(out))
     }
 
     async fn inbox(&self, args: JsonObject) -> Outcome {
