@@ -617,7 +617,8 @@ impl MeshClient {
         .await
     }
 
-    /// Like [`MeshClient::request`] with an explicit timeout in ms.
+    /// Like [`MeshClient::request`] with an explicit timeout in ms, for the
+    /// whole answer (even one the peer streams).
     pub async fn request_with_timeout(
         &self,
         peer: AgentId,

@@ -1091,7 +1091,12 @@ impl Driver {
                 if p.peer != from || seq < p.next_seq {
                     return;
                 }
-                p.deadline_ms = rt::now_ms() + p.timeout_ms;
+                // A stream's timeout bounds the wait for each chunk; a plain
+                // request's bounds the whole answer, however it comes, so a
+                // peer that drips chunks cannot hold it open.
+                if matches!(p.reply, ReplyTo::Stream(_)) {
+                    p.deadline_ms = rt::now_ms() + p.timeout_ms;
+                }
                 p.buffer.insert(seq, body);
                 self.drain_stream(req_id);
             }

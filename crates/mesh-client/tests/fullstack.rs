@@ -257,6 +257,38 @@ async fn a_dropped_request_future_cancels_too_and_timeouts_are_typed() {
     r.shutdown().await.unwrap();
 }
 
+/// A plain request's timeout bounds the whole answer even when the peer
+/// streams it; a stream's bounds each chunk.
+#[tokio::test]
+async fn a_plain_request_times_out_on_the_whole_answer_a_stream_per_chunk() {
+    let (r, a, b) = echo_pair().await;
+    b.handle_stream("drip", |_req, mut sink| async move {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sink.send("x")
+                .await
+                .map_err(|e| HandlerError::failed(e.to_string()))?;
+        }
+        Ok(())
+    });
+    // Ten chunks 100 ms apart: each within 400 ms, the whole not.
+    let err = a
+        .request_with_timeout(b.agent_id(), "drip", "", 400)
+        .await
+        .unwrap_err();
+    assert_eq!(err, ClientError::Timeout(400));
+    let mut stream = a
+        .request_stream_with_timeout(b.agent_id(), "drip", "", 400)
+        .unwrap();
+    let mut chunks = 0;
+    while let Some(chunk) = stream.next().await {
+        assert_eq!(chunk.unwrap(), Bytes::from("x"));
+        chunks += 1;
+    }
+    assert_eq!(chunks, 10);
+    r.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn requests_past_max_serving_are_rate_limited_until_handlers_finish() {
     let r = relay().await;
