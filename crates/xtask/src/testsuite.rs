@@ -472,6 +472,18 @@ mod tests {
     }
 
     #[test]
+    fn every_scratch_build_is_pruned_before_the_shared_debug_build() {
+        let test_step = STEPS.iter().position(|s| s.name == "test").unwrap();
+        for scratch in [LINT_SCRATCH, BENCH_SCRATCH, pkg::WASM_SCRATCH] {
+            let pruned_by = STEPS.iter().position(|s| s.prune.contains(&scratch));
+            assert!(
+                matches!(pruned_by, Some(i) if i < test_step),
+                "{scratch} is pruned at {pruned_by:?}, the test step is {test_step}"
+            );
+        }
+    }
+
+    #[test]
     fn step_names_are_unique() {
         let mut names: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
         names.sort();
