@@ -389,10 +389,8 @@ impl MessageSubs {
         }
     }
 
-    /// Hands `e` to every subscriber (or keeps it for the first one);
-    /// `false` when no subscriber took it: every buffer was full, or there
-    /// are no subscribers any more.
-    fn emit(&mut self, e: MessageEvent) -> bool {
+    /// Hands `e` to every subscriber, or keeps it for the first one.
+    fn emit(&mut self, e: MessageEvent) -> Emitted {
         if let Some(early) = self.early.as_mut() {
             if early.len() >= MESSAGE_BUFFER {
                 early.pop_front();
@@ -401,12 +399,12 @@ impl MessageSubs {
                 );
             }
             early.push_back(e);
-            return true;
+            return Emitted::Kept;
         }
-        let mut taken = false;
+        let mut taken = Emitted::Dropped;
         self.subs.retain_mut(|tx| match tx.try_send(e.clone()) {
             Ok(()) => {
-                taken = true;
+                taken = Emitted::Taken;
                 true
             }
             Err(err) if err.is_disconnected() => false,
@@ -420,18 +418,47 @@ impl MessageSubs {
         taken
     }
 
-    fn subscribe(&mut self) -> mpsc::Receiver<MessageEvent> {
+    /// A new subscriber, and — for the first one — the allowed chats it
+    /// was handed from the early events, which are acknowledged now.
+    fn subscribe(&mut self) -> (mpsc::Receiver<MessageEvent>, Vec<(AgentId, u64)>) {
         let (mut tx, rx) = mpsc::channel(MESSAGE_BUFFER);
+        let mut taken_chats = Vec::new();
         // The channel holds `MESSAGE_BUFFER` + 1 events: the whole backlog
         // fits.
         for e in self.early.take().into_iter().flatten() {
+            if let MessageEvent::Chat {
+                from,
+                msg_id,
+                allowed: true,
+                ..
+            } = &e
+            {
+                taken_chats.push((*from, *msg_id));
+            }
             if tx.try_send(e).is_err() {
                 tracing::warn!("an early event did not fit the first subscriber's buffer");
             }
         }
         self.subs.push(tx);
-        rx
+        (rx, taken_chats)
     }
+
+    /// True until the first subscriber: events are kept, not taken.
+    pub(crate) fn keeping(&self) -> bool {
+        self.early.is_some()
+    }
+}
+
+/// What became of an emitted message event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Emitted {
+    /// A subscriber has it.
+    Taken,
+    /// Kept for the first subscriber, which there has not been yet.
+    Kept,
+    /// No subscriber took it: every one is thousands of events behind, or
+    /// none is left.
+    Dropped,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -452,8 +479,8 @@ impl Shared {
             .retain_mut(|tx| !matches!(tx.try_send(s.clone()), Err(e) if e.is_disconnected()));
     }
 
-    /// Emits a message event; `false` when no subscriber took it.
-    pub(crate) fn emit(&self, e: MessageEvent) -> bool {
+    /// Emits a message event.
+    pub(crate) fn emit(&self, e: MessageEvent) -> Emitted {
         lock(&self.message_subs).emit(e)
     }
 
@@ -596,8 +623,21 @@ impl MeshClient {
     /// Read it steadily: past [`MESSAGE_BUFFER`] unread events, new ones are
     /// dropped for this subscriber (and logged), so a forgotten
     /// subscription cannot grow without bound.
+    ///
+    /// A chat is acknowledged `delivered` only once a subscriber has it: the
+    /// chats kept for the first subscriber are acknowledged when it
+    /// subscribes, and an application that never subscribes acknowledges
+    /// none.
     pub fn messages(&self) -> impl Stream<Item = MessageEvent> + Unpin {
-        lock(&self.shared.message_subs).subscribe()
+        let (rx, taken_chats) = lock(&self.shared.message_subs).subscribe();
+        for (peer, msg_id) in taken_chats {
+            let _ = self.shared.cmd.unbounded_send(Command::Receipt {
+                peer,
+                msg_id,
+                kind: ReceiptKind::Delivered,
+            });
+        }
+        rx
     }
 
     /// Asks `peer` for `capability` with `body`; waits for the answer or the
@@ -829,13 +869,13 @@ mod tests {
         for i in 0..n {
             subs.emit(queued(i));
         }
-        let mut first = subs.subscribe();
+        let (mut first, _) = subs.subscribe();
         subs.emit(queued(n));
         assert_eq!(drain(&mut first), (10..=n).collect::<Vec<_>>());
         // Later subscribers start from now; nothing is kept without one.
         drop(first);
         subs.emit(queued(n + 1));
-        let mut second = subs.subscribe();
+        let (mut second, _) = subs.subscribe();
         subs.emit(queued(n + 2));
         assert_eq!(drain(&mut second), vec![n + 2]);
     }

@@ -31,7 +31,7 @@ use mesh_core::session::SendError;
 use mesh_core::{AgentId, AppMessage, ErrorCode, Identity, SessionEvent, SessionTable};
 
 use crate::client::{
-    cancellation, lock, CancelTrigger, ClientOptions, Command, ConnectionState, Handler,
+    cancellation, lock, CancelTrigger, ClientOptions, Command, ConnectionState, Emitted, Handler,
     IncomingRequest, MeshClient, MessageEvent, MessageSubs, ReplyTo, Shared, StreamSink,
     MAX_UNREAD_CHUNKS,
 };
@@ -1122,14 +1122,14 @@ impl Driver {
                 // new frame: show it once, but acknowledge it again — the
                 // sender evidently missed the receipt.
                 if !self.seen_chats.contains(&(from, msg_id)) {
-                    let shown = self.shared.emit(MessageEvent::Chat {
+                    let emitted = self.shared.emit(MessageEvent::Chat {
                         from,
                         msg_id,
                         sent_at_ms,
                         text,
                         allowed,
                     });
-                    if !shown {
+                    if emitted == Emitted::Dropped {
                         // Nobody is reading chats (or every reader is
                         // thousands of events behind): no `delivered`
                         // receipt, so the sender does not believe it
@@ -1145,7 +1145,10 @@ impl Driver {
                         }
                     }
                 }
-                if allowed {
+                // Until the first messages() subscriber, chats are only
+                // kept for it: that subscription acknowledges them (see
+                // `MeshClient::messages`).
+                if allowed && !lock(&self.shared.message_subs).keeping() {
                     self.reply(
                         from,
                         AppMessage::Receipt {

@@ -1127,13 +1127,20 @@ async fn events_before_the_first_subscriber_are_kept_for_it() {
     // chat to an offline peer is not reported `queued`: only the handshake
     // is at the relay).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // B connects; its inbox is drained before anyone listens.
+    // B connects; its inbox is drained before anyone listens. The chats
+    // are kept for B's first subscriber, and not acknowledged before it
+    // has them.
     let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let early = tokio::time::timeout(
+        Duration::from_millis(1500),
+        receipt_for(&mut events, b.agent_id(), ids[0]),
+    )
+    .await;
+    assert!(early.is_err(), "acknowledged before any reader had it");
+    let mut inbox = b.messages();
     for id in &ids {
         receipt_for(&mut events, b.agent_id(), *id).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut inbox = b.messages();
     a.send_message(b.agent_id(), "marker").unwrap();
     assert_eq!(
         chats_until(&mut inbox, a.agent_id(), "marker").await,
