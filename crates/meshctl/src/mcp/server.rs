@@ -407,7 +407,9 @@ impl MeshTools {
                 return Err(Failure::new(
                     "timeout",
                     format!(
-                        "no receipt within {} ms: the agent may not accept chat from us",
+                        "no receipt within {} ms: the agent may not accept chat from us, or may be \
+                         offline (a first message to an offline agent waits for it to come online \
+                         and is delivered then: do not send it again)",
                         self.bridge.timeout_ms
                     ),
                 ))
