@@ -232,6 +232,23 @@ pub enum Action {
     Deny,
 }
 
+impl Action {
+    /// Its name in a policy file: `allow` or `deny`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+        }
+    }
+
+    /// The action called `name` in a policy file.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Action::Allow, Action::Deny]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+}
+
 /// One policy rule: if the sender matches `source` and the capability
 /// matches any of `capabilities`, `action` decides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,15 +273,14 @@ impl Rule {
             capabilities: f.array("capabilities", |v, at| {
                 into_string(v, at)?.parse().map_err(bad(at.to_owned()))
             })?,
-            action: match f.string("action")?.as_str() {
-                "allow" => Action::Allow,
-                "deny" => Action::Deny,
-                other => {
-                    return Err(ShapeError::new(
+            action: {
+                let name = f.string("action")?;
+                Action::from_name(&name).ok_or_else(|| {
+                    ShapeError::new(
                         f.path_of("action"),
-                        format!("expected \"allow\" or \"deny\", found \"{other}\""),
-                    ))
-                }
+                        format!("expected \"allow\" or \"deny\", found \"{name}\""),
+                    )
+                })?
             },
         };
         f.finish()?;
@@ -424,13 +440,7 @@ impl Policy {
             o.insert("source", r.source.to_string());
             let caps = r.capabilities.iter().map(|c| Value::from(c.to_string()));
             o.insert("capabilities", Value::Array(caps.collect()));
-            o.insert(
-                "action",
-                match r.action {
-                    Action::Allow => "allow",
-                    Action::Deny => "deny",
-                },
-            );
+            o.insert("action", r.action.name());
             Value::Object(o)
         });
         let mut policy = Object::new();

@@ -435,6 +435,16 @@ impl AgentCard {
     }
 }
 
+/// Whether `id` may be a skill's id: 1 to [`MAX_SKILL_TAG_LEN`] bytes of
+/// ASCII letters, digits, `.`, `_` and `-`. (Capability names allow more, so
+/// not every capability can be listed as a skill.)
+pub fn is_valid_skill_id(id: &str) -> bool {
+    (1..=MAX_SKILL_TAG_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 impl Skill {
     /// A skill with no tags, examples, modes or schema.
     pub fn new(
@@ -485,11 +495,7 @@ impl Skill {
     fn validate(&self, i: usize) -> Result<(), CardError> {
         let at = |f: &str| format!("skills[{i}].{f}");
         check_text(&at("id"), &self.id, 1, MAX_SKILL_TAG_LEN, false)?;
-        if !self
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !is_valid_skill_id(&self.id) {
             return Err(CardError::invalid(
                 at("id"),
                 "only letters, digits, '.', '_' and '-' are allowed",

@@ -33,7 +33,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
 use crate::identity::{AgentId, Identity, Signature};
 use crate::json::{Fields, Number, Object, ShapeError, Value};
@@ -66,10 +65,10 @@ pub enum RevocationError {
 /// A signed statement that `agent`'s key is revoked as of `revoked_at_ms`.
 ///
 /// Only constructible by signing ([`Revocation::new`]) or by reading a
-/// verified statement ([`Revocation::from_json`] / serde), so holding one
-/// means holding a valid one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RevocationJson", into = "RevocationJson")]
+/// verified statement ([`Revocation::from_json`]), so holding one means
+/// holding a valid one. Its JSON is read only by the §7.1 rules (there is
+/// no serde path around them).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     agent: AgentId,
     revoked_at_ms: u64,
@@ -185,27 +184,13 @@ fn signed_fields<'a>(agent: &'a AgentId, at: &'a [u8; 8], reason: &'a str) -> [&
     [agent.as_bytes(), at, reason.as_bytes()]
 }
 
-/// The JSON shape of a revocation (serde is for documents that embed
-/// revocations, e.g. the relay's persisted list; [`Revocation::from_json`]
-/// and [`Revocation::to_json`] read and write it by hand).
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The JSON members of a revocation, as [`Revocation::from_json`] reads
+/// them, before the signature is checked.
 struct RevocationJson {
     agent_id: AgentId,
     revoked_at: u64,
     reason: String,
     signature: String,
-}
-
-impl From<Revocation> for RevocationJson {
-    fn from(r: Revocation) -> Self {
-        RevocationJson {
-            agent_id: r.agent,
-            revoked_at: r.revoked_at_ms,
-            reason: r.reason,
-            signature: URL_SAFE_NO_PAD.encode(r.signature.to_bytes()),
-        }
-    }
 }
 
 impl TryFrom<RevocationJson> for Revocation {
@@ -257,12 +242,6 @@ mod tests {
             })
         );
         assert_eq!(Revocation::from_json(&text).unwrap(), r);
-        // Also through serde, e.g. inside a list the relay persists.
-        let list = serde_json::to_string(&vec![r.clone()]).unwrap();
-        assert_eq!(
-            serde_json::from_str::<Vec<Revocation>>(&list).unwrap(),
-            vec![r]
-        );
         Revocation::new(&id, 0, "").unwrap().verify().unwrap();
     }
 
@@ -323,7 +302,7 @@ mod tests {
         };
         assert_eq!(forged.verify(), Err(RevocationError::BadSignature));
         assert_eq!(
-            Revocation::from_json(&serde_json::to_string(&RevocationJson::from(forged)).unwrap()),
+            Revocation::from_json(&forged.to_json()),
             Err(RevocationError::BadSignature)
         );
         // A signature by the right key in another context does not count.

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use mesh_client::{acl_file, ConnectionState, HandlerError, IncomingRequest, MeshClient};
 use mesh_core::acl::{validate_capability, CapabilityPattern, Policy, Rule, Source};
-use mesh_core::card::{AgentCard, Skill};
+use mesh_core::card::{is_valid_skill_id, AgentCard, Skill};
 use mesh_core::limits::MAX_APP_BODY;
 use mesh_core::limits::MAX_SKILL_TAG_LEN;
 use mesh_core::AgentId;
@@ -297,11 +297,7 @@ async fn publish_card(
     for cap in capabilities {
         // Capability names may hold ':' and '/' and run to 128 bytes; skill
         // ids may not. Such a capability is still served, just not listed.
-        let fits = cap.len() <= MAX_SKILL_TAG_LEN
-            && cap
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if fits {
+        if is_valid_skill_id(cap) {
             builder = builder.skill(Skill::new(cap.clone(), cap.clone(), ""));
         } else {
             eprintln!(
