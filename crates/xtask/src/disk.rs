@@ -61,13 +61,14 @@ fn linked_inode(_: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
-/// Free bytes for an unprivileged writer on the filesystem holding `path`,
-/// read from POSIX `df -Pk`; `None` where `df` is missing or says nothing
-/// readable.
+/// Free bytes for an unprivileged writer on the filesystem that holds (or
+/// will hold) `path`: that of its nearest existing ancestor, read from
+/// POSIX `df -Pk`; `None` where `df` is missing or says nothing readable.
 pub fn free(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
     let out = Command::new("df")
         .arg("-Pk")
-        .arg(path)
+        .arg(existing)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()

@@ -344,7 +344,7 @@ pub fn test() -> bool {
 fn check_disk() {
     let target = target_dir();
     let used = disk::usage(&target);
-    let Some(free) = disk::free(&workspace_root()) else {
+    let Some(free) = disk::free(&target_dir()) else {
         println!(
             "disk: target/ holds {}; free space unknown (no df)",
             disk::human(used)
@@ -387,7 +387,7 @@ fn run_steps() -> (Vec<Ran>, Option<String>) {
         let took = started.elapsed();
         // Measured before pruning: what the step needed at its end.
         let target = disk::usage(&target_dir());
-        let free = disk::free(&workspace_root())
+        let free = disk::free(&target_dir())
             .map(|f| format!(", {} free", disk::human(f)))
             .unwrap_or_default();
         for name in step.prune {
