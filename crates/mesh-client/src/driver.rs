@@ -653,13 +653,24 @@ impl Driver {
             DeliveryStatus::Forwarded => {}
             DeliveryStatus::Queued => {
                 if let Some(out) = self.unqueue(&msg_id) {
-                    if out.handshake && matches!(out.tag, Tag::Chat(_)) {
-                        // The peer is offline and its inbox holds the
-                        // handshake a chat waits behind: wait for the peer
-                        // rather than give up after the usual handshake
-                        // timeout. (Not for a request: it has its own
-                        // timeout, and must not run days after it.)
-                        self.sessions.handshake_queued(&peer, rt::now_ms());
+                    // Whichever message started the handshake, a chat may
+                    // wait behind it.
+                    let chat_waits = matches!(out.tag, Tag::Chat(_))
+                        || self
+                            .chats
+                            .values()
+                            .any(|c| c.peer == peer && c.session.is_none());
+                    if out.handshake {
+                        self.sessions.handshake_at_relay(&peer);
+                        if chat_waits {
+                            // The peer is offline and its inbox holds the
+                            // handshake a chat waits behind: wait for the
+                            // peer rather than give up after the usual
+                            // handshake timeout. (Not for requests alone:
+                            // each has its own timeout. A chat sent later
+                            // parks it then.)
+                            self.sessions.park_handshake(&peer, rt::now_ms());
+                        }
                     }
                     if let (Tag::Chat(id), false) = (out.tag, out.handshake) {
                         // Once per chat, however many frames (fragments,
@@ -1303,8 +1314,14 @@ impl Driver {
                     text,
                 };
                 self.track_chat(peer, msg_id, msg.clone(), text_len);
-                if let Err(error) = self.send_app(peer, msg, Tag::Chat(msg_id)).await {
-                    self.fail_chat(peer, msg_id, error);
+                match self.send_app(peer, msg, Tag::Chat(msg_id)).await {
+                    // If it waits behind a handshake the relay already
+                    // stored for the offline peer, that handshake now
+                    // waits for the peer.
+                    Ok(()) => {
+                        self.sessions.park_handshake(&peer, rt::now_ms());
+                    }
+                    Err(error) => self.fail_chat(peer, msg_id, error),
                 }
             }
             Command::Receipt { peer, msg_id, kind } => {

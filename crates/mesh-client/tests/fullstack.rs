@@ -775,6 +775,50 @@ async fn first_contact_chat_to_an_offline_peer_waits_for_it_and_arrives_later() 
     r.shutdown().await.unwrap();
 }
 
+/// The handshake to an offline peer waits for it when a chat waits behind
+/// it, even if a request started it.
+#[tokio::test]
+async fn a_chat_behind_a_handshake_a_request_started_also_waits_for_the_peer() {
+    let r = relay().await;
+    let mut opts = options(allow_all());
+    opts.session.handshake_timeout_ms = 300;
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    b.close().await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a = MeshClient::connect(&r.ws_url(), ident(1), opts)
+        .await
+        .expect("connects");
+    let mut events = a.messages();
+    let asking = a.clone();
+    let request = tokio::spawn(async move {
+        asking
+            .request_with_timeout(ident(2).agent_id(), "echo", "", 200)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = a
+        .send_message(ident(2).agent_id(), "behind a request")
+        .unwrap();
+    assert_eq!(
+        request.await.unwrap().unwrap_err(),
+        ClientError::Timeout(200)
+    );
+    // Four handshake timeouts later the chat has not failed...
+    if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(1200), events.next()).await
+    {
+        panic!("news before B returned: {event:?}");
+    }
+    // ...and when B returns it gets the chat, and A its receipt.
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let mut inbox = b.messages();
+    assert!(chats_until(&mut inbox, a.agent_id(), "behind a request")
+        .await
+        .is_empty());
+    receipt_for(&mut events, b.agent_id(), id).await;
+    r.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_first_chat_waits_for_an_offline_peer_past_the_handshake_timeout() {
     let r = relay().await;

@@ -47,7 +47,7 @@ pub struct SessionConfig {
     /// Lifetime of an unfinished handshake (ms).
     pub handshake_timeout_ms: u64,
     /// Lifetime of an unfinished handshake whose first message the relay
-    /// stored for an offline peer (ms); see [`SessionTable::handshake_queued`].
+    /// stored for an offline peer (ms); see [`SessionTable::park_handshake`].
     pub parked_handshake_timeout_ms: u64,
     /// Messages after which the sender re-keys.
     pub rekey_after_messages: u64,
@@ -207,6 +207,8 @@ struct Pending {
     hs: Handshake,
     session_id: u64,
     deadline_ms: u64,
+    /// The relay stored its first message for the offline peer.
+    at_relay: bool,
 }
 
 struct Partial {
@@ -373,6 +375,7 @@ impl SessionTable {
             hs,
             session_id,
             deadline_ms: now_ms.saturating_add(self.config.handshake_timeout_ms),
+            at_relay: false,
         });
         self.transmits.push_back(Transmit {
             to,
@@ -467,6 +470,7 @@ impl SessionTable {
             hs,
             session_id: sid,
             deadline_ms: now_ms.saturating_add(self.config.handshake_timeout_ms),
+            at_relay: false,
         });
         self.transmits.push_back(Transmit {
             to: from,
@@ -712,14 +716,27 @@ impl SessionTable {
     }
 
     /// The relay stored the first message of our handshake with `peer` in
-    /// the peer's inbox (it is offline): wait for the answer until
-    /// `now_ms + parked_handshake_timeout_ms` instead of the usual
-    /// handshake timeout, so that what is queued behind the handshake is
-    /// sealed when the peer comes back.
-    pub fn handshake_queued(&mut self, peer: &AgentId, now_ms: u64) {
-        let parked = now_ms.saturating_add(self.config.parked_handshake_timeout_ms);
+    /// the peer's inbox (it is offline). Nothing changes until
+    /// [`SessionTable::park_handshake`].
+    pub fn handshake_at_relay(&mut self, peer: &AgentId) {
         if let Some(p) = self.peers.get_mut(peer).and_then(|p| p.outbound.as_mut()) {
-            p.deadline_ms = p.deadline_ms.max(parked);
+            p.at_relay = true;
+        }
+    }
+
+    /// If our handshake with `peer` waits in the relay's inbox for the
+    /// offline peer ([`SessionTable::handshake_at_relay`]), waits for the
+    /// answer until `now_ms + parked_handshake_timeout_ms` instead of the
+    /// usual handshake timeout, so that what is queued behind it (a chat) is
+    /// sealed when the peer comes back. True if it parked.
+    pub fn park_handshake(&mut self, peer: &AgentId, now_ms: u64) -> bool {
+        let parked = now_ms.saturating_add(self.config.parked_handshake_timeout_ms);
+        match self.peers.get_mut(peer).and_then(|p| p.outbound.as_mut()) {
+            Some(p) if p.at_relay => {
+                p.deadline_ms = p.deadline_ms.max(parked);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1114,7 +1131,10 @@ mod tests {
         let idb = b.agent_id();
         a.send(idb, chat(1), 0).unwrap();
         let init = drain(&mut a);
-        a.handshake_queued(&idb, 5);
+        // Not parked before the relay has stored it.
+        assert!(!a.park_handshake(&idb, 5));
+        a.handshake_at_relay(&idb);
+        assert!(a.park_handshake(&idb, 5));
         assert_eq!(
             a.poll_timeout(),
             Some(5 + limits::PARKED_HANDSHAKE_TIMEOUT_MS)
