@@ -944,6 +944,16 @@ impl Driver {
     }
 
     /// Queues a reply; the surrounding `pump` sends it.
+    /// Stops our request `req_id` at `peer`: taken back if it still waits
+    /// behind a handshake (so it never runs), otherwise cancelled there.
+    async fn stop_request(&mut self, peer: AgentId, req_id: u64) {
+        if !self.sessions.withdraw(&peer, Tag::Request(req_id).id()) {
+            let _ = self
+                .send_app(peer, AppMessage::Cancel { req_id }, Tag::None)
+                .await;
+        }
+    }
+
     fn reply(&mut self, peer: AgentId, msg: AppMessage) {
         if let Err(e) = self.sessions.send(peer, msg, rt::now_ms()) {
             tracing::debug!(error = %e, "could not send reply");
@@ -1280,9 +1290,7 @@ impl Driver {
             }
             Command::Cancel { req_id } => {
                 if let Some(p) = self.pending.remove(&req_id) {
-                    let _ = self
-                        .send_app(p.peer, AppMessage::Cancel { req_id }, Tag::None)
-                        .await;
+                    self.stop_request(p.peer, req_id).await;
                 }
             }
             Command::Reply {
@@ -1357,9 +1365,7 @@ impl Driver {
             if let Some(p) = self.pending.remove(&id) {
                 let peer = p.peer;
                 fail(p.reply, ClientError::Timeout(p.timeout_ms));
-                let _ = self
-                    .send_app(peer, AppMessage::Cancel { req_id: id }, Tag::None)
-                    .await;
+                self.stop_request(peer, id).await;
             }
         }
         let beat = self.link.as_mut().map(|l| l.heartbeat.handle_timeout(now));

@@ -776,9 +776,10 @@ async fn first_contact_chat_to_an_offline_peer_waits_for_it_and_arrives_later() 
 }
 
 /// The handshake to an offline peer waits for it when a chat waits behind
-/// it, even if a request started it.
+/// it, even if a request started it; the request, timed out meanwhile, is
+/// taken back and never runs.
 #[tokio::test]
-async fn a_chat_behind_a_handshake_a_request_started_also_waits_for_the_peer() {
+async fn a_chat_behind_a_handshake_a_request_started_waits_for_the_peer_the_request_does_not() {
     let r = relay().await;
     let mut opts = options(allow_all());
     opts.session.handshake_timeout_ms = 300;
@@ -793,7 +794,7 @@ async fn a_chat_behind_a_handshake_a_request_started_also_waits_for_the_peer() {
     let asking = a.clone();
     let request = tokio::spawn(async move {
         asking
-            .request_with_timeout(ident(2).agent_id(), "echo", "", 200)
+            .request_with_timeout(ident(2).agent_id(), "count", "", 200)
             .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -809,13 +810,25 @@ async fn a_chat_behind_a_handshake_a_request_started_also_waits_for_the_peer() {
     {
         panic!("news before B returned: {event:?}");
     }
-    // ...and when B returns it gets the chat, and A its receipt.
+    // ...and when B returns it gets the chat, and A its receipt; the
+    // request that timed out was taken back, so it never runs at B.
     let b = agent(&r.ws_url(), 2, allow_all()).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    b.handle("count", move |_req| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Bytes::new())
+        }
+    });
     let mut inbox = b.messages();
     assert!(chats_until(&mut inbox, a.agent_id(), "behind a request")
         .await
         .is_empty());
     receipt_for(&mut events, b.agent_id(), id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the timed-out request ran");
     r.shutdown().await.unwrap();
 }
 

@@ -715,6 +715,19 @@ impl SessionTable {
         self.events.pop_front()
     }
 
+    /// Takes back the messages tagged `tag` (not 0) that still wait for a
+    /// session with `peer`: they were never sealed, so nothing of them was
+    /// sent. True if there was one. (A request that timed out behind a
+    /// handshake must not run when the peer comes back days later.)
+    pub fn withdraw(&mut self, peer: &AgentId, tag: u64) -> bool {
+        let Some(p) = self.peers.get_mut(peer).filter(|_| tag != 0) else {
+            return false;
+        };
+        let before = p.queue.len();
+        p.queue.retain(|(_, t)| *t != tag);
+        p.queue.len() != before
+    }
+
     /// The relay stored the first message of our handshake with `peer` in
     /// the peer's inbox (it is offline). Nothing changes until
     /// [`SessionTable::park_handshake`].
@@ -1122,6 +1135,23 @@ mod tests {
         }
         assert_eq!(a.poll_timeout(), None);
         assert!(a.peers.is_empty(), "idle peers are forgotten");
+    }
+
+    #[test]
+    fn a_withdrawn_message_is_never_sealed() {
+        let mut a = table(1);
+        let mut b = table(2);
+        let idb = b.agent_id();
+        a.send_tagged(idb, chat(1), 7, 0).unwrap();
+        a.send_tagged(idb, chat(2), 8, 0).unwrap();
+        assert!(a.withdraw(&idb, 7));
+        assert!(!a.withdraw(&idb, 7), "once");
+        assert!(!a.withdraw(&idb, 0), "untagged messages are not taken");
+        pump(&mut [&mut a, &mut b], 1);
+        assert_eq!(messages(&mut b), vec![(a.agent_id(), chat(2))]);
+        // With a session, nothing waits: there is nothing to take back.
+        a.send_tagged(idb, chat(3), 9, 2).unwrap();
+        assert!(!a.withdraw(&idb, 9));
     }
 
     #[test]
