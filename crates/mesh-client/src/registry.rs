@@ -86,7 +86,11 @@ pub const REGISTRY_TIMEOUT_MS: u64 = 30_000;
 
 /// Largest registry answer read, in bytes: a full search page (100 cards
 /// of at most 64 KiB, with presence) fits with room to spare. A larger
-/// answer is refused, so a misbehaving registry cannot exhaust memory.
+/// answer is refused. Natively the body is read in chunks and refused as
+/// soon as it passes the cap; in JavaScript runtimes an answer whose
+/// `Content-Length` is over the cap is refused before its body is read,
+/// but one sent without a length is read whole (by `fetch`) before the
+/// check.
 pub const MAX_REGISTRY_ANSWER: usize = 8 * 1024 * 1024;
 
 /// Talks to one relay's registry.
@@ -446,6 +450,11 @@ mod http {
                 .ok()
                 .and_then(|s| s.as_f64())
                 .ok_or_else(|| "fetch returned no status".to_string())?;
+            // An answer announced as too large is refused before its body is
+            // read (and the fetch aborted, as `abort` is not disarmed).
+            if announced_length(&resp).is_some_and(|n| n > MAX_REGISTRY_ANSWER as f64) {
+                return Err(too_large());
+            }
             let array_buffer = js_sys::Reflect::get(&resp, &"arrayBuffer".into())
                 .ok()
                 .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
@@ -461,6 +470,19 @@ mod http {
             abort.disarm();
             Ok((status as u16, array.to_vec()))
         }
+    }
+
+    /// The `Content-Length` a fetch `Response` announces, if any.
+    #[cfg(target_arch = "wasm32")]
+    fn announced_length(resp: &wasm_bindgen::JsValue) -> Option<f64> {
+        use wasm_bindgen::JsCast;
+        let headers = js_sys::Reflect::get(resp, &"headers".into()).ok()?;
+        let get = js_sys::Reflect::get(&headers, &"get".into())
+            .ok()?
+            .dyn_into::<js_sys::Function>()
+            .ok()?;
+        let value = get.call1(&headers, &"content-length".into()).ok()?;
+        value.as_string()?.trim().parse().ok()
     }
 
     /// An `AbortController` (where the runtime has one) that aborts when
