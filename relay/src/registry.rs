@@ -379,10 +379,11 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-/// The JSON parser's complaint if `body` is not JSON at all; `None` if it
-/// is JSON (so a parse error from mesh-core is about the shape).
+/// mesh-core's JSON reader's complaint if `body` is not JSON by the §7.1
+/// rules; `None` if it is (so the card or revocation error is about its
+/// shape). Only on the error path: the body is read a second time.
 fn syntax_error(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+    mesh_core::json::Value::parse(body)
         .err()
         .map(|e| format!("the body is not JSON: {e}"))
 }
