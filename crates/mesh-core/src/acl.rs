@@ -265,26 +265,25 @@ pub struct Rule {
 impl Rule {
     /// Reads one rule of a JSON policy (`path` names it in errors).
     fn from_value(value: Value, path: &str) -> Result<Self, ShapeError> {
-        let mut f = Fields::new(value, path)?;
         let bad = |at: String| move |e: AclError| ShapeError::new(at, e.to_string());
-        let source = f.string("source")?;
-        let rule = Rule {
-            source: source.parse().map_err(bad(f.path_of("source")))?,
-            capabilities: f.array("capabilities", |v, at| {
-                into_string(v, at)?.parse().map_err(bad(at.to_owned()))
-            })?,
-            action: {
-                let name = f.string("action")?;
-                Action::from_name(&name).ok_or_else(|| {
-                    ShapeError::new(
-                        f.path_of("action"),
-                        format!("expected \"allow\" or \"deny\", found \"{name}\""),
-                    )
-                })?
-            },
-        };
-        f.finish()?;
-        Ok(rule)
+        Fields::read(value, path, |f| {
+            let source = f.string("source")?;
+            Ok(Rule {
+                source: source.parse().map_err(bad(f.path_of("source")))?,
+                capabilities: f.array("capabilities", |v, at| {
+                    into_string(v, at)?.parse().map_err(bad(at.to_owned()))
+                })?,
+                action: {
+                    let name = f.string("action")?;
+                    Action::from_name(&name).ok_or_else(|| {
+                        ShapeError::new(
+                            f.path_of("action"),
+                            format!("expected \"allow\" or \"deny\", found \"{name}\""),
+                        )
+                    })?
+                },
+            })
+        })
     }
 
     /// An allow rule.
@@ -414,12 +413,9 @@ impl Policy {
     pub fn from_json(text: &str) -> Result<Self, AclError> {
         let parse = |e: &dyn fmt::Display| AclError::Parse(e.to_string());
         let value = Value::parse(text.as_bytes()).map_err(|e| parse(&e))?;
-        let mut f = Fields::new(value, "").map_err(|e| parse(&e))?;
-        let rules = f
-            .opt_array("rule", Rule::from_value)
+        let rules = Fields::read(value, "", |f| f.opt_array("rule", Rule::from_value))
             .map_err(|e| parse(&e))?
             .unwrap_or_default();
-        f.finish().map_err(|e| parse(&e))?;
         let policy = Policy { rules };
         policy.check()?;
         Ok(policy)

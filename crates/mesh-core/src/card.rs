@@ -808,25 +808,25 @@ impl AgentCard {
     /// Reads a card's content (without `signature`) from JSON, refusing
     /// unknown members. It is not validated: see [`AgentCard::validate`].
     pub fn from_value(value: Value) -> Result<Self, CardError> {
-        let mut f = Fields::new(value, "")?;
-        let card = AgentCard {
-            name: f.string("name")?,
-            description: f.string("description")?,
-            version: f.string("version")?,
-            provider: f
-                .optional("provider")?
-                .map(|v| Provider::from_value(v, "provider"))
-                .transpose()?,
-            icon_url: f.opt_string("iconUrl")?,
-            documentation_url: f.opt_string("documentationUrl")?,
-            capabilities: CardCapabilities::from_value(f.required("capabilities")?)?,
-            default_input_modes: f.array("defaultInputModes", into_string)?,
-            default_output_modes: f.array("defaultOutputModes", into_string)?,
-            skills: f.array("skills", Skill::from_value)?,
-            supported_interfaces: f.array("supportedInterfaces", AgentInterface::from_value)?,
-            mesh: MeshBinding::from_value(f.required("mesh")?)?,
-        };
-        f.finish()?;
+        let card = Fields::read(value, "", |f| {
+            Ok(AgentCard {
+                name: f.string("name")?,
+                description: f.string("description")?,
+                version: f.string("version")?,
+                provider: f
+                    .optional("provider")?
+                    .map(|v| Provider::from_value(v, "provider"))
+                    .transpose()?,
+                icon_url: f.opt_string("iconUrl")?,
+                documentation_url: f.opt_string("documentationUrl")?,
+                capabilities: CardCapabilities::from_value(f.required("capabilities")?)?,
+                default_input_modes: f.array("defaultInputModes", into_string)?,
+                default_output_modes: f.array("defaultOutputModes", into_string)?,
+                skills: f.array("skills", Skill::from_value)?,
+                supported_interfaces: f.array("supportedInterfaces", AgentInterface::from_value)?,
+                mesh: MeshBinding::from_value(f.required("mesh")?)?,
+            })
+        })?;
         Ok(card)
     }
 
@@ -894,19 +894,18 @@ impl Skill {
     /// members; `path` names it in errors (e.g. `skills[0]`). It is
     /// validated when the card is signed or verified.
     pub fn from_value(value: Value, path: &str) -> Result<Self, ShapeError> {
-        let mut f = Fields::new(value, path)?;
-        let skill = Skill {
-            id: f.string("id")?,
-            name: f.string("name")?,
-            description: f.string("description")?,
-            tags: f.array("tags", into_string)?,
-            examples: f.opt_array("examples", into_string)?,
-            input_modes: f.opt_array("inputModes", into_string)?,
-            output_modes: f.opt_array("outputModes", into_string)?,
-            input_schema: f.optional("inputSchema")?,
-        };
-        f.finish()?;
-        Ok(skill)
+        Fields::read(value, path, |f| {
+            Ok(Skill {
+                id: f.string("id")?,
+                name: f.string("name")?,
+                description: f.string("description")?,
+                tags: f.array("tags", into_string)?,
+                examples: f.opt_array("examples", into_string)?,
+                input_modes: f.opt_array("inputModes", into_string)?,
+                output_modes: f.opt_array("outputModes", into_string)?,
+                input_schema: f.optional("inputSchema")?,
+            })
+        })
     }
 
     /// The skill as a JSON object.
@@ -938,56 +937,52 @@ impl Skill {
 
 impl Provider {
     fn from_value(value: Value, path: &str) -> Result<Self, ShapeError> {
-        let mut f = Fields::new(value, path)?;
-        let p = Provider {
-            organization: f.string("organization")?,
-            url: f.string("url")?,
-        };
-        f.finish()?;
-        Ok(p)
+        Fields::read(value, path, |f| {
+            Ok(Provider {
+                organization: f.string("organization")?,
+                url: f.string("url")?,
+            })
+        })
     }
 }
 
 impl CardCapabilities {
     fn from_value(value: Value) -> Result<Self, ShapeError> {
-        let mut f = Fields::new(value, "capabilities")?;
-        let c = CardCapabilities {
-            streaming: f.flag("streaming")?,
-            push_notifications: f.flag("pushNotifications")?,
-        };
-        f.finish()?;
-        Ok(c)
+        Fields::read(value, "capabilities", |f| {
+            Ok(CardCapabilities {
+                streaming: f.flag("streaming")?,
+                push_notifications: f.flag("pushNotifications")?,
+            })
+        })
     }
 }
 
 impl AgentInterface {
     fn from_value(value: Value, path: &str) -> Result<Self, ShapeError> {
-        let mut f = Fields::new(value, path)?;
-        let i = AgentInterface {
-            url: f.string("url")?,
-            protocol_binding: f.string("protocolBinding")?,
-            protocol_version: f.opt_string("protocolVersion")?,
-            tenant: f.opt_string("tenant")?,
-        };
-        f.finish()?;
-        Ok(i)
+        Fields::read(value, path, |f| {
+            Ok(AgentInterface {
+                url: f.string("url")?,
+                protocol_binding: f.string("protocolBinding")?,
+                protocol_version: f.opt_string("protocolVersion")?,
+                tenant: f.opt_string("tenant")?,
+            })
+        })
     }
 }
 
 impl MeshBinding {
     fn from_value(value: Value) -> Result<Self, ShapeError> {
-        let mut f = Fields::new(value, "mesh")?;
-        let agent_id = f.string("agentId")?;
-        let m = MeshBinding {
-            agent_id: agent_id
-                .parse()
-                .map_err(|e| ShapeError::new("mesh.agentId", format!("{e}")))?,
-            relay_url: f.string("relayUrl")?,
-            issued_at: f.u64("issuedAt")?,
-            seq: f.u64("seq")?,
-        };
-        f.finish()?;
-        Ok(m)
+        Fields::read(value, "mesh", |f| {
+            let agent_id = f.string("agentId")?;
+            Ok(MeshBinding {
+                agent_id: agent_id
+                    .parse()
+                    .map_err(|e| ShapeError::new("mesh.agentId", format!("{e}")))?,
+                relay_url: f.string("relayUrl")?,
+                issued_at: f.u64("issuedAt")?,
+                seq: f.u64("seq")?,
+            })
+        })
     }
 }
 

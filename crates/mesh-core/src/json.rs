@@ -973,8 +973,8 @@ fn join(path: &str, name: &str) -> String {
     }
 }
 
-/// Reads the members of one object by name, then refuses any it did not
-/// read ([`Fields::finish`]), so a typo in a document is an error rather
+/// Reads the members of one object by name ([`Fields::read`]), then
+/// refuses any it did not read, so a typo in a document is an error rather
 /// than silently ignored.
 pub struct Fields {
     path: String,
@@ -984,7 +984,7 @@ pub struct Fields {
 impl Fields {
     /// Starts reading `value`, which must be an object; `path` names it in
     /// errors (empty for the document itself).
-    pub fn new(value: Value, path: &str) -> Result<Self, ShapeError> {
+    fn new(value: Value, path: &str) -> Result<Self, ShapeError> {
         match value {
             Value::Object(members) => Ok(Fields {
                 path: path.to_owned(),
@@ -992,6 +992,21 @@ impl Fields {
             }),
             other => Err(expected(path, "an object", &other)),
         }
+    }
+
+    /// Reads `value`, which must be an object (`path` names it in errors,
+    /// empty for the document itself), with `read`, then refuses any member
+    /// `read` did not take. The one way to read an object, so the check
+    /// cannot be forgotten.
+    pub fn read<T>(
+        value: Value,
+        path: &str,
+        read: impl FnOnce(&mut Fields) -> Result<T, ShapeError>,
+    ) -> Result<T, ShapeError> {
+        let mut fields = Fields::new(value, path)?;
+        let out = read(&mut fields)?;
+        fields.finish()?;
+        Ok(out)
     }
 
     /// The path of member `name`, for errors.
@@ -1076,7 +1091,7 @@ impl Fields {
     }
 
     /// Refuses members that were not taken.
-    pub fn finish(self) -> Result<(), ShapeError> {
+    fn finish(self) -> Result<(), ShapeError> {
         match self.members.iter().next() {
             None => Ok(()),
             Some((name, _)) => Err(ShapeError::new(

@@ -152,21 +152,18 @@ impl Revocation {
         }
         let json = |e: &dyn std::fmt::Display| RevocationError::Json(e.to_string());
         let value = Value::parse(text.as_bytes()).map_err(|e| json(&e))?;
-        let read = || -> Result<RevocationJson, ShapeError> {
-            let mut f = Fields::new(value, "")?;
+        let wire = Fields::read(value, "", |f| {
             let agent_id = f.string("agentId")?;
-            let wire = RevocationJson {
+            Ok(RevocationJson {
                 agent_id: agent_id
                     .parse()
                     .map_err(|e| ShapeError::new("agentId", format!("{e}")))?,
                 revoked_at: f.u64("revokedAt")?,
                 reason: f.string("reason")?,
                 signature: f.string("signature")?,
-            };
-            f.finish()?;
-            Ok(wire)
-        };
-        Revocation::try_from(read().map_err(|e| json(&e))?)
+            })
+        });
+        Revocation::try_from(wire.map_err(|e| json(&e))?)
     }
 }
 
