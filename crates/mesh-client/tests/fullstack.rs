@@ -737,6 +737,18 @@ async fn acl_file_is_reloaded_when_it_changes_and_typos_do_not_open_it() {
 /// sends B a first chat. The relay holds only the handshake the chat waits
 /// behind, so A hears nothing yet (no `Queued`). Returns A, its events and
 /// the chat's id.
+/// A (agent 1, with `options`) connected, and B (agent 2) known to the
+/// relay but offline.
+async fn a_with_b_offline(r: &RunningRelay, options: ClientOptions) -> MeshClient {
+    let b = agent(&r.ws_url(), 2, allow_all()).await;
+    b.close().await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    MeshClient::connect(&r.ws_url(), ident(1), options)
+        .await
+        .expect("connects")
+}
+
 async fn first_chat_to_offline_b(
     r: &RunningRelay,
     options: ClientOptions,
@@ -746,13 +758,7 @@ async fn first_chat_to_offline_b(
     impl futures::Stream<Item = MessageEvent> + Unpin,
     u64,
 ) {
-    let b = agent(&r.ws_url(), 2, allow_all()).await;
-    b.close().await;
-    drop(b);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let a = MeshClient::connect(&r.ws_url(), ident(1), options)
-        .await
-        .expect("connects");
+    let a = a_with_b_offline(r, options).await;
     let mut events = a.messages();
     let id = a.send_message(ident(2).agent_id(), text).unwrap();
     if let Ok(event) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
@@ -783,13 +789,7 @@ async fn a_chat_behind_a_handshake_a_request_started_waits_for_the_peer_the_requ
     let r = relay().await;
     let mut opts = options(allow_all());
     opts.session.handshake_timeout_ms = 300;
-    let b = agent(&r.ws_url(), 2, allow_all()).await;
-    b.close().await;
-    drop(b);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let a = MeshClient::connect(&r.ws_url(), ident(1), opts)
-        .await
-        .expect("connects");
+    let a = a_with_b_offline(&r, opts).await;
     let mut events = a.messages();
     let asking = a.clone();
     let request = tokio::spawn(async move {
